@@ -1,0 +1,36 @@
+"""feedsvc: publish a site's Markdown content as RSS, Atom and JSON Feed, plus HTML pages."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from flask import Flask
+
+from .config import DEFAULTS, config_from_env, site_overrides
+from .publisher import Publisher
+
+
+def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
+    """Create the app: configuration, content (refusing invalid content), views, fast path."""
+    app = Flask(__name__)
+    app.config.from_mapping(DEFAULTS)
+    app.config.update(config_from_env())
+    if test_config is not None:
+        app.config.update(test_config)
+
+    publisher = Publisher(app.config["CONTENT_DIR"], site_overrides(app.config))
+    app.extensions["feedsvc"] = publisher
+
+    from . import views
+
+    app.register_blueprint(views.bp)
+    app.register_error_handler(404, views.not_found)
+    if app.config["FAST_PATH"]:
+        app.wsgi_app = FastPath(app.wsgi_app, publisher)
+    if app.config["RELOAD_INTERVAL"]:
+        publisher.watch(app.config["RELOAD_INTERVAL"])
+    return app
+
+
+from .fastpath import FastPath  # noqa: E402

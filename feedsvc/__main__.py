@@ -1,0 +1,86 @@
+"""Command line: ``python -m feedsvc check|serve``."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from .config import ConfigError, config_from_env, site_overrides
+from .content import SITE_DEFAULTS, ContentError, load_content
+from .models import Content
+
+
+def _load(directory: str) -> Content | None:
+    """Load and validate content, printing every problem; None when there are any."""
+    try:
+        return load_content(directory, site_overrides(config_from_env()))
+    except ContentError as error:
+        for problem in error.problems:
+            print(problem, file=sys.stderr)
+        print(f"{len(error.problems)} problem(s) in {directory}", file=sys.stderr)
+    except ConfigError as error:
+        print(f"environment: {error}", file=sys.stderr)
+    return None
+
+
+def check(args: argparse.Namespace) -> int:
+    """Validate a content folder: print FILE: FIELD: problem lines, exit 1 on any."""
+    content = _load(args.content)
+    if content is None:
+        return 1
+    print(f"{args.content}: {len(content.entries)} entries, no problems (version {content.version})")
+    return 0
+
+
+def serve(args: argparse.Namespace) -> int:
+    """Run the production server (granian, WSGI) on validated content."""
+    os.environ["FEEDSVC_CONTENT_DIR"] = str(Path(args.content).resolve())
+    content = _load(args.content)
+    if content is None:
+        return 1  # refuse to start: the messages above say what to fix
+    if content.site.base_url == SITE_DEFAULTS["base_url"] and args.port != 8000:
+        # nobody configured a public URL: make links point at this local server
+        os.environ["FEEDSVC_BASE_URL"] = f"http://127.0.0.1:{args.port}"
+    command = [
+        sys.executable, "-m", "granian",
+        "--interface", "wsgi",
+        "--host", args.host,
+        "--port", str(args.port),
+        "--workers", str(args.workers),
+        "--respawn-failed-workers",  # a crashed worker is replaced
+        "--no-ws",
+        "--log-level", "warning",
+        "feedsvc.wsgi:app",
+    ]  # fmt: skip
+    print(f"feedsvc: serving {len(content.entries)} entries on http://{args.host}:{args.port}/ with {args.workers} worker(s)", flush=True)
+    os.execv(sys.executable, command)
+    return 0  # not reached
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse the command line and run a subcommand."""
+    parser = argparse.ArgumentParser(prog="python -m feedsvc", description="Publish Markdown content as RSS, Atom and JSON Feed.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    default_content = os.environ.get("FEEDSVC_CONTENT_DIR", "content")
+
+    check_parser = commands.add_parser("check", help="validate a content folder")
+    check_parser.add_argument("--content", default=default_content, help="content folder (default: %(default)s)")
+    check_parser.set_defaults(run=check)
+
+    serve_parser = commands.add_parser("serve", help="run the production server")
+    serve_parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s)")
+    serve_parser.add_argument("--port", type=int, default=8000, help="port (default: %(default)s)")
+    serve_parser.add_argument(
+        "--workers", type=int, default=os.cpu_count() or 1, help="worker processes (default: one per core, %(default)s)"
+    )
+    serve_parser.add_argument("--content", default=default_content, help="content folder (default: %(default)s)")
+    serve_parser.set_defaults(run=serve)
+
+    args = parser.parse_args(argv)
+    return args.run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,60 @@
+"""Choose the answer to GET/HEAD for a pre-built Representation: content coding and RFC 9110 §13 conditionals.
+
+Shared by the WSGI fast path and the Flask views, so both behave identically. The common poll
+(a reader echoing the exact ETag it was given) is answered by string comparison; everything else
+goes through Werkzeug's parsers.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from werkzeug.http import is_resource_modified, parse_accept_header
+
+from .representation import Headers, Representation, Variant
+
+NOT_MODIFIED = "304 Not Modified"
+
+
+@lru_cache(maxsize=512)
+def accepts_gzip(accept_encoding: str) -> bool:
+    """Tell whether an Accept-Encoding value admits gzip (q-values honoured, RFC 9110 §12.5.3)."""
+    accepted = parse_accept_header(accept_encoding)
+    return max(accepted.quality("gzip"), accepted.quality("x-gzip")) > 0
+
+
+def select_variant(representation: Representation, environ: dict) -> Variant:
+    """Pick gzip when the client accepts it, else identity."""
+    accept_encoding = environ.get("HTTP_ACCEPT_ENCODING")
+    if representation.gzip is not None and accept_encoding and accepts_gzip(accept_encoding[:200]):
+        return representation.gzip
+    return representation.identity
+
+
+def _unmodified_variant(representation: Representation, chosen: Variant, environ: dict) -> Variant | None:
+    """Return the variant the client already holds, or None when it must get a full response.
+
+    If-None-Match takes precedence over If-Modified-Since (RFC 9110 §13.2.2); a tag of any of our
+    encodings matches, so a client (or cache) holding the gzip bytes is not sent them again just
+    because it validates with a different Accept-Encoding (the Apache "-gzip" ETag bug).
+    """
+    if_none_match = environ.get("HTTP_IF_NONE_MATCH")
+    if if_none_match is None and environ.get("HTTP_IF_MODIFIED_SINCE") is None:
+        return None
+    for variant in representation.variants:
+        if if_none_match == variant.etag:
+            return variant
+    for variant in (chosen, *representation.variants):
+        if not is_resource_modified(environ, etag=variant.etag, last_modified=representation.last_modified):
+            return variant
+    return None
+
+
+def respond(representation: Representation, environ: dict) -> tuple[str, Headers, bytes]:
+    """Return status, headers and body for a GET or HEAD of this representation."""
+    chosen = select_variant(representation, environ)
+    held = _unmodified_variant(representation, chosen, environ) if representation.status == "200 OK" else None
+    if held is not None:
+        return NOT_MODIFIED, held.not_modified_headers, b""
+    body = b"" if environ["REQUEST_METHOD"] == "HEAD" else chosen.body
+    return representation.status, chosen.headers, body

@@ -1,0 +1,51 @@
+"""Configuration: defaults, overridden by FEEDSVC_* environment variables, overridden by the caller."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+DEFAULTS: dict[str, Any] = {
+    "CONTENT_DIR": "content",
+    # seconds between checks of the content folder for edits; 0 turns live reloading off
+    "RELOAD_INTERVAL": 1.0,
+    # serve pre-built documents from a bare WSGI layer in front of Flask (see fastpath.py)
+    "FAST_PATH": True,
+    # site-file settings an operator may override per deployment (None: keep the site file's)
+    "BASE_URL": None,
+    "MAX_AGE": None,
+    "ITEM_LIMIT": None,
+}
+_PARSERS = {
+    "CONTENT_DIR": str,
+    "RELOAD_INTERVAL": float,
+    "FAST_PATH": lambda value: value.strip().lower() not in ("0", "false", "no", "off", ""),
+    "BASE_URL": str,
+    "MAX_AGE": int,
+    "ITEM_LIMIT": int,
+}
+# configuration key -> site-file field it overrides
+SITE_OVERRIDES = {"BASE_URL": "base_url", "MAX_AGE": "max_age", "ITEM_LIMIT": "item_limit"}
+
+
+class ConfigError(Exception):
+    """An environment variable holds a value feedsvc cannot use."""
+
+
+def config_from_env(environ: Mapping[str, str] = os.environ) -> dict[str, Any]:
+    """Read the FEEDSVC_* variables that are set, converted to their types."""
+    config = {}
+    for key, parse in _PARSERS.items():
+        name = f"FEEDSVC_{key}"
+        if name in environ:
+            try:
+                config[key] = parse(environ[name])
+            except ValueError:
+                raise ConfigError(f"{name}={environ[name]!r} is not a valid {parse.__name__}") from None
+    return config
+
+
+def site_overrides(config: Mapping[str, Any]) -> dict[str, Any]:
+    """Return the site-file fields that configuration overrides, as raw values for the content loader."""
+    return {field: config[key] for key, field in SITE_OVERRIDES.items() if config.get(key) is not None}

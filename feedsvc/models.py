@@ -1,0 +1,90 @@
+"""The content model: frozen values with no knowledge of files, Flask or feed formats."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, tzinfo
+
+# XML 1.0 §2.2 Char production: everything outside it (C0 controls but tab/newline/CR,
+# lone surrogates, U+FFFE/U+FFFF) makes a document ill-formed.
+_XML_ILLEGAL = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def strip_xml_illegal(text: str) -> str:
+    """Remove the characters that XML 1.0 forbids anywhere in a document."""
+    return _XML_ILLEGAL.sub("", text)
+
+
+@dataclass(frozen=True)
+class Section:
+    """A named group of entries (a category in the feeds)."""
+
+    key: str
+    title: str
+
+
+@dataclass(frozen=True)
+class Site:
+    """Site-wide settings from the site file, completed by configuration."""
+
+    title: str
+    description: str
+    base_url: str  # absolute, without a trailing slash
+    language: str
+    timezone: tzinfo
+    author: str
+    item_limit: int
+    sections: tuple[Section, ...]
+    max_age: int = 300
+
+    def url(self, path: str) -> str:
+        """Return the absolute URL of a site path such as ``/feed.xml``."""
+        return self.base_url + path
+
+    def section(self, key: str) -> Section:
+        """Return the declared section called ``key``."""
+        return next(s for s in self.sections if s.key == key)
+
+
+def entry_path(slug: str) -> str:
+    """Return the site path of the page of the entry called ``slug``."""
+    return f"/posts/{slug}/"
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One article or post, parsed and validated."""
+
+    id: str
+    slug: str
+    title: str
+    published: datetime  # timezone-aware
+    updated: datetime  # timezone-aware, >= published
+    section: str
+    summary: str  # plain text, may be empty
+    body_html: str  # rendered Markdown with absolute URLs, may be empty
+    source: str = field(default="", compare=False)  # file it came from, for messages
+
+    @property
+    def path(self) -> str:
+        """Return the site path of the entry's page."""
+        return entry_path(self.slug)
+
+
+@dataclass(frozen=True)
+class Content:
+    """A complete, valid content version: the site and its entries, newest first."""
+
+    site: Site
+    entries: tuple[Entry, ...]
+    version: str  # digest of every source file's bytes
+
+    def in_section(self, key: str) -> tuple[Entry, ...]:
+        """Return the entries of one section, newest first."""
+        return tuple(e for e in self.entries if e.section == key)
+
+
+def sort_newest_first(entries) -> tuple[Entry, ...]:
+    """Order entries newest first; the id breaks ties so the order never depends on file order."""
+    return tuple(sorted(entries, key=lambda e: (e.published, e.id), reverse=True))

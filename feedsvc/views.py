@@ -1,0 +1,52 @@
+"""Thin Flask views: find the pre-built representation for the path and answer conditionally."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, current_app, json, redirect, request
+
+from .conditional import respond
+from .publisher import Publisher
+from .representation import Representation
+
+bp = Blueprint("feeds", __name__)
+
+
+def get_publisher() -> Publisher:
+    """Return the app's Publisher (the one accessor views use)."""
+    return current_app.extensions["feedsvc"]
+
+
+def _response(representation: Representation) -> Response:
+    status, headers, body = respond(representation, request.environ)
+    response = Response(body, status=status, headers=list(headers))
+    response.automatically_set_content_length = False
+    return response
+
+
+@bp.get("/healthz")
+def healthz() -> Response:
+    """Report the content version being served and any content problem (JSON, never cached)."""
+    status = get_publisher().status()
+    response = current_app.response_class(json.dumps(status), mimetype="application/json")
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.get("/", defaults={"path": ""})
+@bp.get("/<path:path>")
+def document(path: str) -> Response:
+    """Serve any pre-built document; entry pages without their trailing slash redirect to it."""
+    publication = get_publisher().current
+    site_path = "/" + path
+    representation = publication.documents.get(site_path)
+    if representation is not None:
+        return _response(representation)
+    if site_path + "/" in publication.documents:
+        # the public base URL comes from configuration, never from the Host header
+        return redirect(publication.content.site.url(site_path + "/"), code=308)
+    return _response(publication.not_found)
+
+
+def not_found(error) -> Response:
+    """Answer unknown paths (and Flask's own 404s) with the styled 404 page."""
+    return _response(get_publisher().current.not_found)
