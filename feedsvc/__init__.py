@@ -13,7 +13,7 @@ from .publisher import Publisher
 
 def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     """Create the app: configuration, content (refusing invalid content), views, fast path."""
-    app = Flask(__name__)
+    app = Flask(__name__, static_folder=None)  # assets are served hashed, from the Publication
     app.config.from_mapping(DEFAULTS)
     app.config.update(config_from_env())
     if test_config is not None:

@@ -16,11 +16,22 @@ def get_publisher() -> Publisher:
     return current_app.extensions["feedsvc"]
 
 
+class PrebuiltResponse(Response):
+    """A response whose headers were laid out at build time: Werkzeug must send them as they are.
+
+    (Its default would drop Last-Modified from a 304 and recompute Content-Length for HEAD,
+    and the Flask views must answer exactly like the fast path.)
+    """
+
+    automatically_set_content_length = False
+
+    def get_wsgi_headers(self, environ):
+        return self.headers
+
+
 def _response(representation: Representation) -> Response:
     status, headers, body = respond(representation, request.environ)
-    response = Response(body, status=status, headers=list(headers))
-    response.automatically_set_content_length = False
-    return response
+    return PrebuiltResponse(body, status=status, headers=list(headers))
 
 
 @bp.get("/healthz")

@@ -1,0 +1,67 @@
+"""The command line, run as a real subprocess: check and serve."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import urllib.request
+
+import feedparser
+import pytest
+
+from tests.conftest import ROOT, write_entry
+from tests.servers import running_service
+
+
+def _run(*args, env=None, timeout=60):
+    return subprocess.run(
+        [sys.executable, "-m", "feedsvc", *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})}
+    )
+
+
+def test_check_accepts_the_bundled_content():
+    result = _run("check")
+    assert result.returncode == 0
+    assert "11 entries, no problems" in result.stdout
+
+
+def test_check_lists_every_problem_as_file_field_message(content_dir):
+    bad = write_entry(content_dir, "bad.md", 'id: "urn:x:1"\ntitle: ""\ndate: someday\nsection: sport')
+    result = _run("check", "--content", str(content_dir))
+    assert result.returncode == 1
+    lines = result.stderr.splitlines()
+    for field in ("title", "date", "section"):
+        assert any(line.startswith(f"{bad}: {field}: ") for line in lines), result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_serve_refuses_invalid_content_without_a_traceback(content_dir):
+    bad = content_dir / "site.yaml"
+    bad.write_text("title: [unclosed\n")
+    result = _run("serve", "--content", str(content_dir), "--port", "1")
+    assert result.returncode == 1
+    assert result.stderr.startswith(f"{bad}: yaml: invalid YAML at line")
+    assert "Traceback" not in result.stderr
+
+
+def test_bad_environment_value_is_a_clear_error():
+    result = _run("check", env={"FEEDSVC_MAX_AGE": "five minutes"})
+    assert result.returncode == 1
+    assert "FEEDSVC_MAX_AGE='five minutes' is not a valid int" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.integration
+def test_serve_runs_the_production_server_with_links_to_itself(content_dir):
+    # no FEEDSVC_BASE_URL anywhere: links must point at the port actually served
+    with running_service(content_dir, content_dir.parent) as (base, _):
+        with urllib.request.urlopen(f"{base}/feed.xml") as response:
+            assert response.headers["Content-Type"] == "application/rss+xml; charset=utf-8"
+            assert "granian" in response.headers["Server"]
+            parsed = feedparser.parse(response.read())
+        assert parsed.version == "rss20" and not parsed.bozo and len(parsed.entries) == 11
+        assert parsed.entries[0].link.startswith(f"{base}/posts/")
+        for entry in parsed.entries:
+            with urllib.request.urlopen(entry.link) as page:
+                assert page.status == 200

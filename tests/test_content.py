@@ -1,0 +1,226 @@
+"""The content loader: the bundled seed transcription and every documented kind of bad file."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from feedsvc.content import ContentError, load_content, render_markdown, split_front_matter
+from tests.conftest import BUNDLED_CONTENT, require, write_entry
+
+SEED = Path(__file__).resolve().parents[2] / "shared" / "seeds" / "000_a13736f9783a376b.txt"
+ARTICLE_TITLE = "Ketamine Therapy: High Risk, High Reward for Severe Depression?"
+FEATURED = [
+    "Two 16 Year Old Boys Found Dead On Poynton Railway Line",
+    "This Montana Town Where Gourmet Food Meets Untamed Wilderness",
+    "Oregon State Beavers Star Makes Ea Sports College Football 2024 Top 100",
+    "New Faces Proteas Announce Test Debutants",
+    "4 Xtra Rapper Suffers Hand Injuries In Independence Day Fireworks Accident",
+]
+LATEST = [
+    "Fathers Heartbreaking Plea Searching For Missing Daughter In Texas",
+    "Newspaper Headline Analysis Exploring The Effectiveness Of You Ll Never Walk Alone And Swept Away",
+    "The Superman Lex Luthor Relationship A Deep Dive Into Their Complicated Bond",
+    "Dogecoins Future Examining The Factors Behind Potential Price Increases",
+    "Yemen Ports Hit In Israeli Military Operation Galaxy Leader Ship Involved",
+]
+GOOD_ENTRY = """
+    id: "urn:uuid:5b0f4f8e-0c55-4bd7-a1c6-3f61f3f0a001"
+    title: A good entry
+    date: Jul 08, 2025 09:00
+    section: latest
+"""
+
+
+@pytest.fixture(scope="module")
+def bundled():
+    return load_content(BUNDLED_CONTENT)
+
+
+def test_bundled_content_has_the_article_and_ten_posts_in_page_order(bundled):
+    titles = [e.title for e in bundled.entries]
+    assert titles == [ARTICLE_TITLE, *FEATURED, *LATEST]  # newest first == the page's order
+    assert [e.section for e in bundled.entries] == ["article"] + ["featured"] * 5 + ["latest"] * 5
+
+
+def test_post_titles_are_exactly_those_of_the_seed_page():
+    require(SEED.exists(), f"the seed page {SEED} is not beside this checkout")
+    seed = SEED.read_text(encoding="utf-8")
+    for title in FEATURED + LATEST:
+        assert f"\n{title}\n" in seed
+
+
+def test_posts_keep_the_calendar_date_written_on_the_page(bundled):
+    for entry in bundled.entries:
+        assert (entry.published.year, entry.published.month, entry.published.day) == (2025, 7, 7)
+        assert entry.published.utcoffset() is not None
+    published = [e.published for e in bundled.entries]
+    assert len(set(published)) == len(published), "validators warn when two entries share a timestamp"
+
+
+def test_article_has_lede_every_heading_every_list_and_the_closing_advice(bundled):
+    article = bundled.entries[0]
+    assert article.summary.startswith("A groundbreaking treatment, or a risky gamble?")
+    for heading in [
+        "Ketamine: Beyond the Party Drug",
+        "How Does Ketamine Therapy Work?",
+        "The Potential Benefits: A Glimpse of Hope",
+        "The Risks: Navigating the Challenges",
+        "Who is a Candidate for Ketamine Therapy?",
+        "Finding a Qualified Provider",
+        "Ketamine Therapy: A Balanced Perspective",
+    ]:
+        assert f"<h2>{heading}</h2>" in article.body_html
+    assert article.body_html.count("<ul>") == 2
+    assert article.body_html.count("<li>") == 7
+    assert "Always seek the advice of a healthcare professional before starting any new treatment." in article.body_html
+
+
+def test_site_chrome_is_not_content(bundled):
+    everything = " ".join(e.title + e.summary + e.body_html for e in bundled.entries)
+    for chrome in ["Welcome to your ultimate source", "Thank you for visiting", "Table of Contents"]:
+        assert chrome not in everything
+
+
+def test_posts_have_no_invented_text(bundled):
+    for entry in bundled.entries[1:]:
+        assert entry.body_html == "" and entry.summary == ""
+
+
+def test_ids_and_slugs_are_unique_and_ids_are_uris(bundled):
+    ids = [e.id for e in bundled.entries]
+    slugs = [e.slug for e in bundled.entries]
+    assert len(set(ids)) == len(ids) == 11
+    assert len(set(slugs)) == len(slugs)
+    assert all(i.startswith("urn:uuid:") for i in ids)
+
+
+def test_id_survives_a_title_and_slug_change(content_dir):
+    before = {e.title: e.id for e in load_content(content_dir).entries}
+    path = content_dir / "posts" / "new-faces-proteas-announce-test-debutants.md"
+    text = path.read_text().replace("New Faces Proteas Announce Test Debutants", "Proteas Name New Test Debutants")
+    path.write_text(text.replace("section: featured", "section: featured\nslug: proteas-debutants"))
+    after = {e.title: (e.id, e.slug) for e in load_content(content_dir).entries}
+    assert after["Proteas Name New Test Debutants"] == (before["New Faces Proteas Announce Test Debutants"], "proteas-debutants")
+
+
+def test_naive_dates_take_the_site_time_zone_and_zoned_dates_keep_theirs(content_dir):
+    site = content_dir / "site.yaml"
+    site.write_text(site.read_text().replace("timezone: UTC", "timezone: America/Chicago"))
+    write_entry(content_dir, "naive.md", GOOD_ENTRY)
+    write_entry(content_dir, "zoned.md", GOOD_ENTRY.replace("5b0f", "6c1f").replace("09:00", "09:00 +02:00"))
+    entries = {e.slug: e for e in load_content(content_dir).entries}
+    assert entries["naive"].published.utcoffset() == timedelta(hours=-5)  # CDT in July
+    assert entries["zoned"].published.utcoffset() == timedelta(hours=2)
+    assert entries["naive"].published == datetime.fromisoformat("2025-07-08T14:00:00+00:00")
+
+
+def _problems(content_dir: Path) -> list[str]:
+    with pytest.raises(ContentError) as caught:
+        load_content(content_dir)
+    return [str(p) for p in caught.value.problems]
+
+
+@pytest.mark.parametrize(
+    ("front_matter", "field", "words"),
+    [
+        (GOOD_ENTRY.replace("title: A good entry", ""), "title", "is missing"),
+        (GOOD_ENTRY.replace("title: A good entry", 'title: ""'), "title", "is empty"),
+        (GOOD_ENTRY.replace("Jul 08, 2025 09:00", "the day after tomorrow"), "date", "is not a date"),
+        (GOOD_ENTRY.replace("Jul 08, 2025 09:00", "Feb 30, 2025"), "date", "is not a date"),
+        (GOOD_ENTRY.replace("section: latest", "section: sport"), "section", "is not a section"),
+        (GOOD_ENTRY.replace('"urn:uuid:5b0f4f8e-0c55-4bd7-a1c6-3f61f3f0a001"', "not a uri"), "id", "is not a URI"),
+        (GOOD_ENTRY + "\n    slug: Not A Slug", "slug", "is not a slug"),
+        (GOOD_ENTRY + "\n    tittle: typo", "tittle", "unknown field"),
+        (GOOD_ENTRY.replace("title: A good entry", "title: [unclosed"), "front matter", "invalid YAML at line"),
+        (GOOD_ENTRY.replace("title: A good entry", "title: yes"), "title", "put the value in quotes"),
+        (GOOD_ENTRY + "\n    updated: Jul 01, 2025", "updated", "earlier than date"),
+    ],
+)
+def test_bad_entry_is_reported_with_file_field_and_fix(content_dir, front_matter, field, words):
+    path = write_entry(content_dir, "bad.md", front_matter)
+    problems = _problems(content_dir)
+    assert any(p.startswith(f"{path}: {field}: ") and words in p for p in problems), problems
+
+
+def test_duplicate_id_and_slug_name_both_files(content_dir):
+    first = write_entry(content_dir, "one.md", GOOD_ENTRY)
+    second = write_entry(content_dir, "two.md", GOOD_ENTRY + "\n    slug: one")
+    problems = _problems(content_dir)
+    assert f"{second}: id: 'urn:uuid:5b0f4f8e-0c55-4bd7-a1c6-3f61f3f0a001' is already used by {first}; every entry needs its own id" in problems
+    assert any(p.startswith(f"{second}: slug: 'one' is already used by {first}") for p in problems)
+
+
+def test_non_utf8_file_is_named_with_the_offending_byte(content_dir):
+    path = content_dir / "posts" / "latin1.md"
+    path.write_bytes(("---\n" + GOOD_ENTRY + "---\nCaf\u00e9\n").encode("latin-1"))
+    assert any(p.startswith(f"{path}: encoding: byte 0xe9") and "UTF-8" in p for p in _problems(content_dir))
+
+
+def test_half_written_file_without_closing_delimiter_is_reported(content_dir):
+    path = content_dir / "posts" / "half.md"
+    path.write_text("---\nid: urn:x:1\ntitle: Half")
+    assert any(p.startswith(f"{path}: front matter: missing") for p in _problems(content_dir))
+
+
+def test_every_problem_is_reported_at_once(content_dir):
+    write_entry(content_dir, "a.md", GOOD_ENTRY.replace("section: latest", "section: sport"))
+    write_entry(content_dir, "b.md", GOOD_ENTRY.replace("Jul 08, 2025 09:00", "someday").replace("5b0f", "7d2f"))
+    problems = _problems(content_dir)
+    assert any(": section: " in p for p in problems) and any(": date: " in p for p in problems)
+
+
+@pytest.mark.parametrize(
+    ("replace", "field", "words"),
+    [
+        (("timezone: UTC", "timezone: Mars/Olympus"), "timezone", "is not an IANA time zone"),
+        (("item_limit: 20", "item_limit: -3"), "item_limit", "at least 1"),
+        (("title: Best Website", "title:"), "title", "is missing"),
+        (("sections:", "sections: 3\nignored:"), "sections", "must map"),
+    ],
+)
+def test_bad_site_file_is_reported(content_dir, replace, field, words):
+    site = content_dir / "site.yaml"
+    site.write_text(site.read_text().replace(*replace))
+    assert any(p.startswith(f"{site}: {field}: ") and words in p for p in _problems(content_dir))
+
+
+def test_bad_environment_override_is_reported(content_dir):
+    with pytest.raises(ContentError) as caught:
+        load_content(content_dir, {"base_url": "ftp://example.com"})
+    assert str(caught.value.problems[0]).startswith("environment: FEEDSVC_BASE_URL: 'ftp://example.com' is not an absolute http(s) URL")
+
+
+def test_control_characters_are_stripped_from_text(content_dir):
+    write_entry(content_dir, "ctl.md", GOOD_ENTRY.replace("A good entry", "A\x01 good\x1f entry"), body="Body\x0b text\n")
+    entry = next(e for e in load_content(content_dir).entries if e.slug == "ctl")
+    assert entry.title == "A good entry"
+    assert entry.body_html == "<p>Body text</p>\n"
+
+
+def test_raw_html_in_markdown_is_escaped_not_executed():
+    html = render_markdown('<script>alert(1)</script>\n\n[x](javascript:alert(1)) <img src=x onerror=alert(1)>', "https://e.com/p/")
+    assert "<script>" not in html and "<img" not in html
+    assert 'href="javascript' not in html
+
+
+def test_relative_links_and_images_become_absolute():
+    html = render_markdown("[a](../other/) [b](/feed.xml) ![c](pic.png) [d](https://elsewhere.org/x)", "https://e.com/posts/slug/")
+    assert 'href="https://e.com/posts/other/"' in html
+    assert 'href="https://e.com/feed.xml"' in html
+    assert 'src="https://e.com/posts/slug/pic.png"' in html
+    assert 'href="https://elsewhere.org/x"' in html
+
+
+def test_front_matter_split_requires_both_delimiters():
+    assert split_front_matter("---\na: 1\n---\nbody") == ("a: 1\n", "body")
+    assert split_front_matter("a: 1\nbody") is None
+    assert split_front_matter("---\na: 1\n") is None
+
+
+def test_yaml_dates_stay_text_so_iso_dates_parse_with_dateutil(content_dir):
+    write_entry(content_dir, "iso.md", GOOD_ENTRY.replace("Jul 08, 2025 09:00", "2025-07-08"))
+    entry = next(e for e in load_content(content_dir).entries if e.slug == "iso")
+    assert entry.published == datetime.fromisoformat("2025-07-08T00:00:00+00:00")

@@ -1,0 +1,106 @@
+"""HTML pages, parsed with lxml: landing page, entry pages, autodiscovery, escaping."""
+
+from __future__ import annotations
+
+import feedparser
+import lxml.html
+import pytest
+
+from tests.conftest import write_entry
+
+BASE = "http://127.0.0.1:8000"
+
+
+def _page(client, path):
+    response = client.get(path)
+    assert response.status_code == 200
+    assert response.headers["Content-Type"] == "text/html; charset=utf-8"
+    return lxml.html.fromstring(response.data)
+
+
+def test_landing_page_has_autodiscovery_for_every_feed(client):
+    links = _page(client, "/").xpath("//head/link[@rel='alternate']")
+    assert {(link.get("type"), link.get("href")) for link in links} == {
+        ("application/rss+xml", f"{BASE}/feed.xml"),
+        ("application/atom+xml", f"{BASE}/atom.xml"),
+        ("application/feed+json", f"{BASE}/feed.json"),
+    }
+    assert all(link.get("title") for link in links)
+
+
+def test_landing_page_shows_site_article_lists_and_subscribe_links(client):
+    page = _page(client, "/")
+    assert page.xpath("string(//h1)") == "Best Website"
+    assert "Breaking news, trending updates" in page.text_content()
+    lead = page.xpath("//article[contains(@class,'lead')]")[0]
+    assert lead.xpath("string(.//h2)") == "Ketamine Therapy: High Risk, High Reward for Severe Depression?"
+    assert "A groundbreaking treatment, or a risky gamble?" in lead.text_content()
+    assert lead.xpath(".//a/@href")[0] == f"{BASE}/posts/ketamine-therapy-high-risk-high-reward-for-severe-depression/"
+    for section, count in (("featured", 5), ("latest", 5)):
+        items = page.xpath(f"//section[@aria-labelledby='section-{section}']//li")
+        assert len(items) == count
+        assert all(item.xpath(".//time/@datetime")[0].startswith("2025-07-07T") for item in items)
+        assert all("Jul 07, 2025" in item.text_content() for item in items)
+    subscribe = page.xpath("//section[@aria-labelledby='subscribe']")[0].text_content()
+    for path in ("/feed.xml", "/atom.xml", "/feed.json"):
+        assert BASE + path in subscribe
+
+
+def test_pages_load_no_external_assets_and_no_script(client):
+    for path in ("/", "/posts/new-faces-proteas-announce-test-debutants/"):
+        page = _page(client, path)
+        assert not page.xpath("//script")
+        for url in page.xpath("//link[@rel='stylesheet' or @rel='icon']/@href"):
+            assert url.startswith(BASE + "/static/")
+            assert client.get(url.removeprefix(BASE)).status_code == 200
+
+
+def test_every_feed_item_link_resolves_to_an_html_page(client):
+    for entry in feedparser.parse(client.get("/feed.xml").data).entries:
+        page = _page(client, entry.link.removeprefix(BASE))
+        assert page.xpath("string(//h1)") == entry.title
+        assert page.xpath("//link[@rel='canonical']/@href") == [entry.link]
+
+
+def test_article_page_has_its_headings_lists_and_closing_advice(client):
+    page = _page(client, "/posts/ketamine-therapy-high-risk-high-reward-for-severe-depression/")
+    assert len(page.xpath("//h1")) == 1
+    assert len(page.xpath("//article//h2")) == 7
+    assert len(page.xpath("//article//li")) == 7
+    assert "Always seek the advice of a healthcare professional" in page.text_content()
+
+
+def test_title_only_post_renders_without_an_empty_body(client):
+    page = _page(client, "/posts/new-faces-proteas-announce-test-debutants/")
+    assert not page.xpath("//div[@class='body']")
+    assert page.xpath("//article//time/@datetime") == ["2025-07-07T17:30:00+00:00"]
+
+
+def test_titles_are_escaped_in_pages(content_dir):
+    from feedsvc import create_app
+
+    write_entry(
+        content_dir,
+        "xss.md",
+        """
+        id: "tag:example.com,2025:xss"
+        title: '<script>alert(1)</script> & co'
+        date: 2030-01-01T00:00:00Z
+        section: latest
+        """,
+        body="<script>alert(2)</script>\n",
+    )
+    client = create_app({"CONTENT_DIR": str(content_dir), "RELOAD_INTERVAL": 0}).test_client()
+    for path in ("/", "/posts/xss/"):
+        data = client.get(path).data
+        assert b"<script>" not in data
+        assert b"&lt;script&gt;alert(1)&lt;/script&gt; &amp; co" in data
+
+
+@pytest.mark.parametrize("path", ["/", "/posts/new-faces-proteas-announce-test-debutants/", "/nope"])
+def test_pages_are_well_formed_with_one_h1_and_a_language(client, path):
+    response = client.get(path)
+    page = lxml.html.fromstring(response.data)
+    assert page.get("lang") == "en"
+    assert len(page.xpath("//h1")) == 1
+    assert page.xpath("//main")
