@@ -42,7 +42,19 @@ def running_service(content_dir: Path, log_dir: Path, *, workers: int = 1, env: 
     log_path = log_dir / f"serve-{port}.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "feedsvc", "serve", "--port", str(port), "--workers", str(workers), "--content", str(content_dir), *extra],
+            [
+                sys.executable,
+                "-m",
+                "feedsvc",
+                "serve",
+                "--port",
+                str(port),
+                "--workers",
+                str(workers),
+                "--content",
+                str(content_dir),
+                *extra,
+            ],
             cwd=ROOT,
             env={**clean, **(env or {})},
             stdout=log,

@@ -16,7 +16,12 @@ from tests.servers import running_service
 
 def _run(*args, env=None, timeout=60):
     return subprocess.run(
-        [sys.executable, "-m", "feedsvc", *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})}
+        [sys.executable, "-m", "feedsvc", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
     )
 
 

@@ -149,7 +149,10 @@ def test_duplicate_id_and_slug_name_both_files(content_dir):
     first = write_entry(content_dir, "one.md", GOOD_ENTRY)
     second = write_entry(content_dir, "two.md", GOOD_ENTRY + "\n    slug: one")
     problems = _problems(content_dir)
-    assert f"{second}: id: 'urn:uuid:5b0f4f8e-0c55-4bd7-a1c6-3f61f3f0a001' is already used by {first}; every entry needs its own id" in problems
+    assert (
+        f"{second}: id: 'urn:uuid:5b0f4f8e-0c55-4bd7-a1c6-3f61f3f0a001' is already used by {first}; every entry needs its own id"
+        in problems
+    )
     assert any(p.startswith(f"{second}: slug: 'one' is already used by {first}") for p in problems)
 
 
@@ -201,7 +204,7 @@ def test_control_characters_are_stripped_from_text(content_dir):
 
 
 def test_raw_html_in_markdown_is_escaped_not_executed():
-    html = render_markdown('<script>alert(1)</script>\n\n[x](javascript:alert(1)) <img src=x onerror=alert(1)>', "https://e.com/p/")
+    html = render_markdown("<script>alert(1)</script>\n\n[x](javascript:alert(1)) <img src=x onerror=alert(1)>", "https://e.com/p/")
     assert "<script>" not in html and "<img" not in html
     assert 'href="javascript' not in html
 

@@ -12,7 +12,11 @@ from feedsvc.content import load_content
 from feedsvc.feeds import render_atom, render_json_feed, render_rss, site_feed
 from tests.conftest import BUNDLED_CONTENT, write_entry
 
-NS = {"atom": "http://www.w3.org/2005/Atom", "content": "http://purl.org/rss/1.0/modules/content/", "dc": "http://purl.org/dc/elements/1.1/"}
+NS = {
+    "atom": "http://www.w3.org/2005/Atom",
+    "content": "http://purl.org/rss/1.0/modules/content/",
+    "dc": "http://purl.org/dc/elements/1.1/",
+}
 BASE = "http://127.0.0.1:8000"
 
 

@@ -145,7 +145,9 @@ def test_a_im_feed_gets_an_ordinary_response(client):
 def test_etag_is_the_same_in_every_app_instance(content_dir):
     from feedsvc import create_app
 
-    etags = {create_app({"CONTENT_DIR": str(content_dir), "RELOAD_INTERVAL": 0}).test_client().get("/feed.xml").headers["ETag"] for _ in range(2)}
+    etags = {
+        create_app({"CONTENT_DIR": str(content_dir), "RELOAD_INTERVAL": 0}).test_client().get("/feed.xml").headers["ETag"] for _ in range(2)
+    }
     assert len(etags) == 1
 
 
