@@ -50,6 +50,7 @@ def serve(args: argparse.Namespace) -> int:
         "--port", str(args.port),
         "--workers", str(args.workers),
         "--respawn-failed-workers",  # a crashed worker is replaced
+        "--blocking-threads", "2",  # requests never block on I/O: two threads keep the GIL busy
         "--no-ws",
         "--log-level", "warning",
         "feedsvc.wsgi:app",

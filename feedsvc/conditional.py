@@ -16,7 +16,7 @@ from .representation import Headers, Representation, Variant
 NOT_MODIFIED = "304 Not Modified"
 
 
-@lru_cache(maxsize=512)
+@lru_cache(maxsize=256)  # clients send a handful of distinct values; parse each once
 def accepts_gzip(accept_encoding: str) -> bool:
     """Tell whether an Accept-Encoding value admits gzip (q-values honoured, RFC 9110 §12.5.3)."""
     accepted = parse_accept_header(accept_encoding)
@@ -26,7 +26,7 @@ def accepts_gzip(accept_encoding: str) -> bool:
 def select_variant(representation: Representation, environ: dict) -> Variant:
     """Pick gzip when the client accepts it, else identity."""
     accept_encoding = environ.get("HTTP_ACCEPT_ENCODING")
-    if representation.gzip is not None and accept_encoding and accepts_gzip(accept_encoding[:200]):
+    if accept_encoding and representation.gzip is not None and accepts_gzip(accept_encoding):
         return representation.gzip
     return representation.identity
 
@@ -38,12 +38,8 @@ def _unmodified_variant(representation: Representation, chosen: Variant, environ
     encodings matches, so a client (or cache) holding the gzip bytes is not sent them again just
     because it validates with a different Accept-Encoding (the Apache "-gzip" ETag bug).
     """
-    if_none_match = environ.get("HTTP_IF_NONE_MATCH")
-    if if_none_match is None and environ.get("HTTP_IF_MODIFIED_SINCE") is None:
+    if environ.get("HTTP_IF_NONE_MATCH") is None and environ.get("HTTP_IF_MODIFIED_SINCE") is None:
         return None
-    for variant in representation.variants:
-        if if_none_match == variant.etag:
-            return variant
     for variant in (chosen, *representation.variants):
         if not is_resource_modified(environ, etag=variant.etag, last_modified=representation.last_modified):
             return variant
@@ -52,8 +48,13 @@ def _unmodified_variant(representation: Representation, chosen: Variant, environ
 
 def respond(representation: Representation, environ: dict) -> tuple[str, Headers, bytes]:
     """Return status, headers and body for a GET or HEAD of this representation."""
+    if_none_match = environ.get("HTTP_IF_NONE_MATCH")
+    if if_none_match is not None:
+        held = representation.by_etag.get(if_none_match)  # the common poll: one dict lookup
+        if held is not None:
+            return NOT_MODIFIED, held.not_modified_headers, b""
     chosen = select_variant(representation, environ)
-    held = _unmodified_variant(representation, chosen, environ) if representation.status == "200 OK" else None
+    held = _unmodified_variant(representation, chosen, environ) if representation.by_etag else None
     if held is not None:
         return NOT_MODIFIED, held.not_modified_headers, b""
     body = b"" if environ["REQUEST_METHOD"] == "HEAD" else chosen.body

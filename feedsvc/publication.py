@@ -9,7 +9,6 @@ import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
-from types import MappingProxyType
 
 from .feeds import ATOM_TYPE, JSON_FEED_TYPE, RSS_TYPE, FeedSpec, render_atom, render_json_feed, render_rss, site_feed
 from .models import Content
@@ -33,7 +32,7 @@ class Publication:
     """The immutable set of documents served for one content version."""
 
     content: Content
-    documents: Mapping[str, Representation]
+    documents: Mapping[str, Representation]  # a plain dict (fastest lookup); never mutated after build
     not_found: Representation
 
     @property
@@ -92,4 +91,4 @@ def build_publication(content: Content) -> Publication:
             data, media_type, cache_control=IMMUTABLE_CACHE, extra_headers=(("X-Content-Type-Options", "nosniff"),)
         )
     not_found = page(render_not_found(context), last_modified=None, status="404 Not Found")
-    return Publication(content=content, documents=MappingProxyType(documents), not_found=not_found)
+    return Publication(content=content, documents=documents, not_found=not_found)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -55,9 +56,13 @@ class Representation:
     last_modified: datetime | None
     status: str = "200 OK"
     variants: tuple[Variant, ...] = field(init=False)
+    # quoted ETag -> variant, for the common poll that echoes the exact tag it was given
+    by_etag: Mapping[str, Variant] = field(init=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "variants", tuple(v for v in (self.gzip, self.identity) if v is not None))
+        variants = tuple(v for v in (self.gzip, self.identity) if v is not None)
+        object.__setattr__(self, "variants", variants)
+        object.__setattr__(self, "by_etag", {v.etag: v for v in variants} if self.status == "200 OK" else {})
 
 
 def build_representation(

@@ -2,4 +2,6 @@
 
 from . import create_app
 
-app = create_app()
+flask_app = create_app()
+# The server calls the fast path directly: Flask.__call__ would only forward to it.
+app = flask_app.wsgi_app
