@@ -8,8 +8,9 @@ from typing import Any
 
 DEFAULTS: dict[str, Any] = {
     "CONTENT_DIR": "content",
-    # seconds between checks of the content folder for edits; 0 turns live reloading off
-    "RELOAD_INTERVAL": 1.0,
+    # edits to the content folder are served after this many seconds of quiet (a burst of
+    # writes from one save is one reload); 0 turns live reloading off
+    "RELOAD_INTERVAL": 0.3,
     # serve pre-built documents from a bare WSGI layer in front of Flask (see fastpath.py)
     "FAST_PATH": True,
     # site-file settings an operator may override per deployment (None: keep the site file's)

@@ -5,16 +5,18 @@ from __future__ import annotations
 import gc
 import logging
 import threading
-import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import watchfiles
+
 from .content import ENTRY_GLOB, SITE_FILE, ContentError, load_content
 from .publication import Publication, build_publication
 
 log = logging.getLogger(__name__)
+SAFETY_NET_SECONDS = 30
 
 
 def fingerprint(directory: Path) -> tuple:
@@ -88,16 +90,30 @@ class Publisher:
             "error": None if self.error is None else [str(p) for p in self.error.problems],
         }
 
-    def watch(self, interval: float) -> threading.Thread:
-        """Poll the folder every ``interval`` seconds in a daemon thread."""
+    def watch(self, delay: float) -> threading.Thread:
+        """Reload on file-system events (inotify via watchfiles), batching a burst of writes for ``delay`` s.
+
+        Polling would stat every file each second: 90 ms of CPU per second with 10,000 entries,
+        taken from the requests. Events cost nothing while nobody edits; a slow periodic check
+        (SAFETY_NET_SECONDS) still catches what events can miss, such as a replaced folder.
+        """
 
         def loop() -> None:
-            while not self._stop.wait(interval):
+            while not self._stop.is_set():
                 try:
-                    self.refresh()
+                    for _ in watchfiles.watch(
+                        self.directory,
+                        debounce=max(1, int(delay * 1000)),
+                        step=50,
+                        stop_event=self._stop,
+                        rust_timeout=SAFETY_NET_SECONDS * 1000,
+                        yield_on_timeout=True,
+                        raise_interrupt=False,
+                    ):
+                        self.refresh()
                 except Exception:  # the watcher must survive anything an editor can do
-                    log.exception("unexpected error while reloading content")
-                    time.sleep(interval)
+                    log.exception("unexpected error while watching content; retrying")
+                    self._stop.wait(SAFETY_NET_SECONDS)
 
         thread = threading.Thread(target=loop, name="feedsvc-content-watcher", daemon=True)
         thread.start()

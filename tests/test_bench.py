@@ -1,0 +1,43 @@
+"""The load benchmark runs end to end (a short run: figures are reported, never asserted)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import ROOT, require
+
+pytestmark = pytest.mark.integration
+
+
+def test_benchmark_reports_every_figure_and_no_errors(tmp_path):
+    for tool in ("wrk", "nginx", "taskset"):
+        require(shutil.which(tool) is not None, f"{tool} is not installed (apt-get install wrk nginx)")
+    report_path = tmp_path / "bench.json"
+    result = subprocess.run(
+        [sys.executable, "bench/run.py", "--duration", "1", "--rounds", "1", "--entries", "300", "--json", str(report_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads(report_path.read_text())
+    scenarios = [f"{name}, {mode}" for name in ("feed 200", "feed 200 gzip", "feed 304") for mode in ("new connections", "keep-alive")]
+    assert set(report["ratios"]) == {f"{s} / {ceiling}" for s in scenarios for ceiling in ("bare", "nginx")}
+    assert all(ratio > 0 for ratio in report["ratios"].values())
+    assert set(report["content_size"]) == {"10", "300"}
+    assert set(report["content_size_ratios"]) == {
+        "feed 200, new connections",
+        "feed 200, keep-alive",
+        "feed 304, new connections",
+        "feed 304, keep-alive",
+    }
+    assert report["memory_mib"] and all(mib > 0 for mib in report["memory_mib"])
+    for server in ("service", "bare", "nginx"):
+        assert all(run["errors"] == 0 for run in report["results"][server].values())
+    assert "ratios service / ceiling" in result.stdout
