@@ -26,6 +26,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
 
     app.register_blueprint(views.bp)
     app.register_error_handler(404, views.not_found)
+    app.register_error_handler(500, views.server_error)
     if app.config["FAST_PATH"]:
         app.wsgi_app = FastPath(app.wsgi_app, publisher)
     if app.config["RELOAD_INTERVAL"]:

@@ -37,6 +37,7 @@ def check(args: argparse.Namespace) -> int:
 def serve(args: argparse.Namespace) -> int:
     """Run the production server (granian, WSGI) on validated content."""
     os.environ["FEEDSVC_CONTENT_DIR"] = str(Path(args.content).resolve())
+    os.environ.pop("FLASK_DEBUG", None)  # debug mode is for `flask run`, never for serve
     content = _load(args.content)
     if content is None:
         return 1  # refuse to start: the messages above say what to fix

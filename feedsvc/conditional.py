@@ -9,11 +9,13 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from werkzeug.http import is_resource_modified, parse_accept_header
+from werkzeug.http import parse_accept_header, parse_etags
+from werkzeug.sansio.http import is_resource_modified
 
 from .representation import Headers, Representation, Variant
 
 NOT_MODIFIED = "304 Not Modified"
+PRECONDITION_FAILED = "412 Precondition Failed"
 
 
 @lru_cache(maxsize=256)  # clients send a handful of distinct values; parse each once
@@ -41,9 +43,24 @@ def _unmodified_variant(representation: Representation, chosen: Variant, environ
     if environ.get("HTTP_IF_NONE_MATCH") is None and environ.get("HTTP_IF_MODIFIED_SINCE") is None:
         return None
     for variant in (chosen, *representation.variants):
-        if not is_resource_modified(environ, etag=variant.etag, last_modified=representation.last_modified):
+        # If-Match is decided in respond(); werkzeug's helper would read a failed If-Match as "not modified"
+        if not is_resource_modified(
+            http_if_none_match=environ.get("HTTP_IF_NONE_MATCH"),
+            http_if_modified_since=environ.get("HTTP_IF_MODIFIED_SINCE"),
+            etag=variant.etag,
+            last_modified=representation.last_modified,
+        ):
             return variant
     return None
+
+
+def _precondition_failed(representation: Representation, environ: dict) -> bool:
+    """Evaluate If-Match (RFC 9110 §13.1.1: strong comparison, first in precedence)."""
+    if_match = environ.get("HTTP_IF_MATCH")
+    if if_match is None or not representation.by_etag:
+        return False
+    tags = parse_etags(if_match)
+    return not (tags.star_tag or any(tags.contains(variant.etag.strip('"')) for variant in representation.variants))
 
 
 def respond(representation: Representation, environ: dict) -> tuple[str, Headers, bytes]:
@@ -54,6 +71,8 @@ def respond(representation: Representation, environ: dict) -> tuple[str, Headers
         if held is not None:
             return NOT_MODIFIED, held.not_modified_headers, b""
     chosen = select_variant(representation, environ)
+    if _precondition_failed(representation, environ):
+        return PRECONDITION_FAILED, (("Content-Length", "0"), ("Cache-Control", "no-store")), b""
     held = _unmodified_variant(representation, chosen, environ) if representation.by_etag else None
     if held is not None:
         return NOT_MODIFIED, held.not_modified_headers, b""

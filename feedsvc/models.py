@@ -6,13 +6,15 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
 
-# XML 1.0 §2.2 Char production: everything outside it (C0 controls but tab/newline/CR,
-# lone surrogates, U+FFFE/U+FFFF) makes a document ill-formed.
-_XML_ILLEGAL = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+# XML 1.0 §2.2: characters outside the Char production (C0 controls but tab/newline/CR, lone
+# surrogates, U+FFFE/U+FFFF) make a document ill-formed; the "discouraged" ones (DEL, C1 controls,
+# noncharacters) are legal but mangled by readers (feedparser maps C1 to cp1252), so they go too.
+_NONCHARACTERS = "".join(f"{chr(plane << 16 | 0xFFFE)}{chr(plane << 16 | 0xFFFF)}" for plane in range(1, 17))
+_XML_ILLEGAL = re.compile(f"[^\t\n\r\x20-\x7e\xa0-\ud7ff\ue000-\ufdcf\ufdf0-\ufffd\U00010000-\U0010ffff]|[{_NONCHARACTERS}]")
 
 
 def strip_xml_illegal(text: str) -> str:
-    """Remove the characters that XML 1.0 forbids anywhere in a document."""
+    """Remove the characters that XML 1.0 forbids or discourages anywhere in a document."""
     return _XML_ILLEGAL.sub("", text)
 
 

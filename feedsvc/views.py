@@ -61,3 +61,8 @@ def document(path: str) -> Response:
 def not_found(error) -> Response:
     """Answer unknown paths (and Flask's own 404s) with the styled 404 page."""
     return _response(get_publisher().current.not_found)
+
+
+def server_error(error) -> Response:
+    """Answer an unexpected failure with a plain 500: no traceback, no internals."""
+    return Response("Internal server error\n", status=500, mimetype="text/plain", headers={"Cache-Control": "no-store"})

@@ -160,3 +160,11 @@ def test_healthz_reports_the_served_version(client):
     status = client.get("/healthz").get_json()
     assert status["status"] == "ok" and status["entries"] == 11 and status["error"] is None
     assert len(status["content_version"]) == 16
+
+
+def test_if_match_uses_strong_comparison_and_fails_with_412(client):
+    etag = client.get("/feed.xml").headers["ETag"]
+    assert client.get("/feed.xml", headers={"If-Match": etag}).status_code == 200
+    assert client.get("/feed.xml", headers={"If-Match": "*"}).status_code == 200
+    assert client.get("/feed.xml", headers={"If-Match": '"other"'}).status_code == 412
+    assert client.get("/feed.xml", headers={"If-Match": "W/" + etag}).status_code == 412
