@@ -104,3 +104,11 @@ def test_pages_are_well_formed_with_one_h1_and_a_language(client, path):
     assert page.get("lang") == "en"
     assert len(page.xpath("//h1")) == 1
     assert page.xpath("//main")
+
+
+def test_every_page_is_under_10_kb_gzipped(app):
+    publication = app.extensions["feedsvc"].current
+    pages = {path: rep for path, rep in publication.documents.items() if rep.identity.headers[0][1].startswith("text/html")}
+    assert len(pages) == 12
+    for path, representation in pages.items():
+        assert len(representation.gzip.body) < 10 * 1024, path

@@ -1,0 +1,163 @@
+"""The pages in a real browser: Debian's Chromium driven by Playwright, with axe-core for accessibility."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, require
+from tests.servers import running_service
+
+pytestmark = pytest.mark.integration
+CHROMIUM = os.environ.get("FEEDSVC_CHROMIUM", "/usr/bin/chromium")
+AXE = ROOT / "tests" / "browser" / "node_modules" / "axe-core" / "axe.min.js"
+ARTIFACTS = ROOT / "artifacts" / "screenshots"
+# without these, Chromium tries to reach Google's hosts, which this network refuses
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+WIDTHS = (375, 1280)
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    content = tmp_path_factory.mktemp("browser") / "content"
+    shutil.copytree(ROOT / "content", content)
+    with running_service(content, content.parent) as (base, _):
+        yield base
+
+
+@pytest.fixture(scope="module")
+def browser():
+    require(Path(CHROMIUM).exists(), f"{CHROMIUM} is missing (apt-get install chromium)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        require(False, "playwright is not installed (pip install -r requirements-dev.txt)")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+def entry_paths(base: str) -> list[str]:
+    import urllib.request
+
+    import feedparser
+
+    with urllib.request.urlopen(base + "/feed.xml") as response:
+        return [entry.link.removeprefix(base) for entry in feedparser.parse(response.read()).entries]
+
+
+class PageProblems:
+    """Console errors, page errors and failed or erroring requests seen while a page loads."""
+
+    def __init__(self, page, allowed_status: dict[str, int]):
+        self.messages: list[str] = []
+        self.allowed_status = allowed_status
+        page.on("console", self._console)
+        page.on("pageerror", lambda e: self.messages.append(f"page error: {e}"))
+        page.on("requestfailed", lambda r: self.messages.append(f"request failed: {r.url} {r.failure}"))
+        page.on("response", self._response)
+
+    def _console(self, message):
+        # Chromium logs every 4xx document as an error; the 404 page's own status is expected
+        if message.type == "error" and self.allowed_status.get(message.location.get("url"), 200) == 200:
+            self.messages.append(f"console: {message.text}")
+
+    def _response(self, response):
+        expected = self.allowed_status.get(response.url, 200)
+        if response.status != expected:
+            self.messages.append(f"{response.url}: HTTP {response.status}")
+
+
+def visit(browser, url: str, width: int, *, color_scheme: str = "light", expected_status: int = 200, bypass_csp: bool = False):
+    context = browser.new_context(viewport={"width": width, "height": 800}, color_scheme=color_scheme, bypass_csp=bypass_csp)
+    page = context.new_page()
+    problems = PageProblems(page, {url: expected_status})
+    response = page.goto(url, wait_until="load")
+    assert response.status == expected_status
+    return context, page, problems
+
+
+def slug_of(path: str) -> str:
+    return path.strip("/").replace("/", "-") or "index"
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_every_page_loads_cleanly_without_horizontal_scrolling(browser, site, width):
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    paths = ["/", *entry_paths(site)]
+    assert len(paths) == 12
+    for path, status in [*((p, 200) for p in paths), ("/no-such-page", 404)]:
+        context, page, problems = visit(browser, site + path, width, expected_status=status)
+        try:
+            page.screenshot(path=str(ARTIFACTS / f"{slug_of(path)}-{width}.png"), full_page=True)
+            assert problems.messages == [], (path, problems.messages)
+            overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+            assert overflow <= 0, f"{path} scrolls sideways by {overflow}px at {width}px"
+            feeds = page.eval_on_selector_all("head link[rel=alternate]", "links => links.map(l => [l.type, l.href])")
+            assert sorted(feeds) == sorted(
+                [
+                    ["application/rss+xml", f"{site}/feed.xml"],
+                    ["application/atom+xml", f"{site}/atom.xml"],
+                    ["application/feed+json", f"{site}/feed.json"],
+                ]
+            )
+            assert page.eval_on_selector("link[rel=stylesheet]", "l => l.sheet !== null")  # CSS applied under the CSP
+            assert page.locator("h1").count() == 1
+        finally:
+            context.close()
+
+
+def test_landing_page_shows_the_subscribe_urls_in_full(browser, site):
+    context, page, problems = visit(browser, site + "/", 375)
+    try:
+        subscribe = page.locator("section.subscribe")
+        for path in ("/feed.xml", "/atom.xml", "/feed.json"):
+            assert subscribe.get_by_text(site + path, exact=True).is_visible()
+        assert page.locator("article.lead time").get_attribute("datetime").startswith("2025-07-07T19:00")
+        assert page.locator("section[aria-labelledby=section-featured] li time").count() == 5
+        assert problems.messages == []
+    finally:
+        context.close()
+
+
+def test_keyboard_focus_is_visible(browser, site):
+    context, page, _ = visit(browser, site + "/", 1280)
+    try:
+        page.keyboard.press("Tab")  # the skip link
+        page.keyboard.press("Tab")  # the site name
+        outline = page.evaluate("getComputedStyle(document.activeElement).outlineStyle")
+        assert outline != "none"
+    finally:
+        context.close()
+
+
+@pytest.mark.parametrize("color_scheme", ["light", "dark"])
+@pytest.mark.parametrize("width", WIDTHS)
+def test_axe_finds_no_serious_or_critical_violations(browser, site, color_scheme, width):
+    require(AXE.exists(), f"{AXE} is missing (npm ci --prefix tests/browser)")
+    for path in ["/", *entry_paths(site)[:2], "/no-such-page"]:
+        # axe is injected as a script, which the pages' own CSP rightly forbids: bypass it for the audit
+        context, page, _ = visit(
+            browser, site + path, width, color_scheme=color_scheme, expected_status=404 if path == "/no-such-page" else 200, bypass_csp=True
+        )
+        try:
+            page.add_script_tag(path=str(AXE))
+            violations = page.evaluate(
+                "async () => (await axe.run(document)).violations.map(v => ({id: v.id, impact: v.impact, nodes: v.nodes.length}))"
+            )
+            serious = [v for v in violations if v["impact"] in ("serious", "critical")]
+            assert serious == [], (path, color_scheme, width, serious)
+        finally:
+            context.close()
