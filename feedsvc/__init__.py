@@ -19,7 +19,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     if test_config is not None:
         app.config.update(test_config)
 
-    publisher = Publisher(app.config["CONTENT_DIR"], site_overrides(app.config))
+    publisher = Publisher(app.config["CONTENT_DIR"], site_overrides(app.config), app.config["HUB_URL"])
     app.extensions["feedsvc"] = publisher
 
     from . import views

@@ -17,6 +17,8 @@ DEFAULTS: dict[str, Any] = {
     "BASE_URL": None,
     "MAX_AGE": None,
     "ITEM_LIMIT": None,
+    # WebSub hub to advertise and to notify of every change (None: no push)
+    "HUB_URL": None,
 }
 _PARSERS = {
     "CONTENT_DIR": str,
@@ -25,6 +27,7 @@ _PARSERS = {
     "BASE_URL": str,
     "MAX_AGE": int,
     "ITEM_LIMIT": int,
+    "HUB_URL": str,
 }
 # configuration key -> site-file field it overrides
 SITE_OVERRIDES = {"BASE_URL": "base_url", "MAX_AGE": "max_age", "ITEM_LIMIT": "item_limit"}

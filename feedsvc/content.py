@@ -53,7 +53,11 @@ class _FieldError(ValueError):
     """A converter's complaint about one value."""
 
 
-class _Loader(yaml.SafeLoader):
+# libyaml's parser when PyYAML was built with it (the PyPI wheels are): ~10x faster on 10,000 files.
+_SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _Loader(_SafeLoader):
     """Safe YAML without implicit timestamps: dates stay text so dateutil parses them once, one way."""
 
 
@@ -251,23 +255,26 @@ def split_front_matter(text: str) -> tuple[str, str] | None:
     return None
 
 
-def render_markdown(source: str, page_url: str) -> str:
-    """Render CommonMark to HTML, resolving every link and image against the page's absolute URL."""
+_PLAIN = {"text", "code_inline", "softbreak", "hardbreak"}
+
+
+def render_markdown(source: str, page_url: str) -> tuple[str, str]:
+    """Render CommonMark to HTML, resolving links and images against the page's absolute URL.
+
+    Returns the HTML and the first paragraph as plain text (the default summary), from one parse.
+    """
     tokens = _markdown.parse(source)
-    for token in tokens:
+    first_paragraph = None
+    for previous, token in zip([None, *tokens], tokens, strict=False):
+        if first_paragraph is None and token.type == "inline" and previous is not None and previous.type == "paragraph_open":
+            first_paragraph = "".join(
+                " " if c.type in ("softbreak", "hardbreak") else c.content for c in token.children or () if c.type in _PLAIN
+            ).strip()
         for child in token.children or ():
             attribute = {"link_open": "href", "image": "src"}.get(child.type)
             if attribute and child.attrGet(attribute) is not None:
                 child.attrSet(attribute, urljoin(page_url, str(child.attrGet(attribute))))
-    return _markdown.renderer.render(tokens, _markdown.options, {})
-
-
-def summarize(body_source: str) -> str:
-    """Return the first paragraph of a Markdown body as plain text (for RSS description / Atom summary)."""
-    for token in _markdown.parse(body_source):
-        if token.type == "inline" and token.children is not None:
-            return "".join(c.content for c in token.children if c.type in ("text", "code_inline", "softbreak")).strip()
-    return ""
+    return _markdown.renderer.render(tokens, _markdown.options, {}), first_paragraph or ""
 
 
 def _load_site(directory: Path, overrides: Mapping[str, Any], problems: list[Problem]) -> tuple[Site | None, bytes]:
@@ -323,8 +330,8 @@ def _load_entry(path: Path, site: Site, problems: list[Problem]) -> tuple[Entry 
         return None, raw
     page_url = site.url(entry_path(slug))
     body_source = parts[1]
-    body_html = render_markdown(body_source, page_url) if body_source.strip() else ""
-    summary = values.get("summary") or summarize(body_source)
+    body_html, first_paragraph = render_markdown(body_source, page_url) if body_source.strip() else ("", "")
+    summary = values.get("summary") or first_paragraph
     entry = Entry(
         id=values["id"],
         slug=slug,

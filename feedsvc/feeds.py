@@ -11,7 +11,9 @@ import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from feedgen.ext.base import BaseExtension
 from feedgen.feed import FeedGenerator
+from feedgen.util import xml_elem
 
 from .models import Content, Entry, Site
 
@@ -19,52 +21,184 @@ RSS_TYPE = "application/rss+xml; charset=utf-8"
 ATOM_TYPE = "application/atom+xml; charset=utf-8"
 JSON_FEED_TYPE = "application/feed+json; charset=utf-8"
 JSON_FEED_VERSION = "https://jsonfeed.org/version/1.1"
+ATOM_NS = "http://www.w3.org/2005/Atom"
+FEED_HISTORY_NS = "http://purl.org/syndication/history/1.0"  # RFC 5005
+# A full archive page never changes (RFC 5005 §4): caches may keep it for a day.
+ARCHIVE_MAX_AGE = 86400
 # An empty feed still needs a stable date; the epoch says "nothing published yet".
 _NO_ENTRIES = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True)
+class History:
+    """RFC 5005 §4 links of one document, as path prefixes of its sibling documents."""
+
+    current: str | None = None  # on archive documents: the subscription document
+    prev_archive: str | None = None  # the next older archive document
+    next_archive: str | None = None  # the next newer archive document
+
+    @property
+    def is_archive(self) -> bool:
+        """Tell whether the document is an archive (fh:archive), not the subscription document."""
+        return self.current is not None
+
+
+@dataclass(frozen=True)
 class FeedSpec:
-    """One feed (the whole site, or one section), in terms every format shares."""
+    """One feed document (the site's or a section's, subscription or archive), in terms every format shares."""
 
     site: Site
     title: str
     description: str
     home_path: str  # the HTML page this feed belongs to
-    path_prefix: str  # "" for the site feed, "/featured" for a section feed
+    path_prefix: str  # "" for the site feed, "/featured" for a section, "/featured/archive/3" for an archive
+    feed_id: str  # one id for a logical feed: its subscription and archive documents share it
     entries: tuple[Entry, ...]  # newest first, already limited
+    history: History = History()
+    hub_url: str | None = None  # WebSub hub, advertised by subscription documents
 
-    def url(self, filename: str) -> str:
-        """Return the absolute URL of one of this feed's documents (``feed.xml`` ...)."""
-        return self.site.url(f"{self.path_prefix}/{filename}")
+    def url(self, filename: str, prefix: str | None = None) -> str:
+        """Return the absolute URL of one of this feed's documents (``feed.xml`` ...), or a sibling's."""
+        return self.site.url(f"{self.path_prefix if prefix is None else prefix}/{filename}")
 
     @property
     def updated(self) -> datetime:
         """Return the newest change of any entry in the feed (feed-level updated / lastBuildDate)."""
         return max((e.updated for e in self.entries), default=_NO_ENTRIES)
 
+    def links(self, filename: str) -> list[tuple[str, str]]:
+        """Return the (rel, absolute URL) links to the hub and to sibling documents of the same format."""
+        links = [("hub", self.hub_url)] if self.hub_url else []
+        for rel, prefix in (
+            ("current", self.history.current),
+            ("prev-archive", self.history.prev_archive),
+            ("next-archive", self.history.next_archive),
+        ):
+            if prefix is not None:
+                links.append((rel, self.url(filename, prefix)))
+        return links
+
+
+def feed_family(
+    site: Site, title: str, description: str, home_path: str, prefix: str, entries: tuple[Entry, ...], hub_url: str | None
+) -> tuple[FeedSpec, ...]:
+    """Describe a logical feed: its subscription document, then its RFC 5005 archive documents, oldest first.
+
+    Archive pages hold ``item_limit`` entries counted from the oldest, so a full page never changes
+    when new entries arrive; they exist only when the feed holds more entries than the subscription
+    document shows. Readers that ignore RFC 5005 just see an ordinary feed of the newest entries.
+    """
+    size = site.item_limit
+    chronological = entries[::-1]
+    pages = [chronological[i : i + size] for i in range(0, len(chronological) - size + 1, size)] if len(entries) > size else []
+
+    def archive(number: int) -> str:
+        return f"{prefix}/archive/{number}"
+
+    feed_id = site.url(f"{prefix}/")
+    subscription = FeedSpec(
+        site,
+        title,
+        description,
+        home_path,
+        prefix,
+        feed_id,
+        entries[:size],
+        History(prev_archive=archive(len(pages)) if pages else None),
+        hub_url,
+    )
+    archives = tuple(
+        FeedSpec(
+            site,
+            f"{title} (archive {number})",
+            description,
+            home_path,
+            archive(number),
+            feed_id,
+            page[::-1],
+            History(
+                current=prefix,
+                prev_archive=archive(number - 1) if number > 1 else None,
+                next_archive=archive(number + 1) if number < len(pages) else None,
+            ),
+        )
+        for number, page in enumerate(pages, start=1)
+    )
+    return (subscription, *archives)
+
+
+def site_feeds(content: Content, hub_url: str | None = None) -> tuple[FeedSpec, ...]:
+    """Describe the site feed and one feed per section, each with its archive documents."""
+    site = content.site
+    families = [feed_family(site, site.title, site.description, "/", "", content.entries, hub_url)]
+    for section in site.sections:
+        families.append(
+            feed_family(
+                site,
+                f"{site.title}: {section.title}",
+                f"{section.title} from {site.title}. {site.description}",
+                f"/#section-{section.key}",
+                f"/{section.key}",
+                content.in_section(section.key),
+                hub_url,
+            )
+        )
+    return tuple(spec for family in families for spec in family)
+
 
 def site_feed(content: Content) -> FeedSpec:
     """Describe the subscription feed of the whole site."""
-    site = content.site
-    return FeedSpec(site, site.title, site.description, "/", "", content.entries[: site.item_limit])
+    return site_feeds(content)[0]
 
 
-def _feed_generator(spec: FeedSpec, self_url: str, self_type: str) -> FeedGenerator:
+class _HistoryExtension(BaseExtension):
+    """feedgen extension writing what feedgen has no field for: atom:link relations in RSS and fh:archive."""
+
+    def __init__(self) -> None:
+        self.links: list[tuple[str, str]] = []
+        self.archive = False
+
+    def extend_ns(self) -> dict[str, str]:
+        return {"fh": FEED_HISTORY_NS} if self.archive else {}
+
+    def extend_rss(self, feed):
+        channel = feed.find("channel")
+        for rel, href in self.links:  # RSS 2.0 has no link relations; RFC 5005 and WebSub use atom:link
+            xml_elem(f"{{{ATOM_NS}}}link", channel, href=href, rel=rel)
+        if self.archive:
+            xml_elem(f"{{{FEED_HISTORY_NS}}}archive", channel)
+        return feed
+
+    def extend_atom(self, feed):
+        if self.archive:
+            xml_elem(f"{{{FEED_HISTORY_NS}}}archive", feed)
+        return feed
+
+
+def _feed_generator(spec: FeedSpec, filename: str, self_type: str) -> FeedGenerator:
     site = spec.site
     fg = FeedGenerator()
-    fg.id(site.url(spec.home_path))
+    fg.id(spec.feed_id)
     fg.title(spec.title)
     fg.subtitle(spec.description)  # also the RSS <description>
     fg.author({"name": site.author})
     fg.language(site.language)
     fg.generator("feedsvc")
     # feedgen turns the *last* link into RSS <channel><link>: self first, the HTML page last.
-    fg.link(href=self_url, rel="self", type=self_type.split(";")[0])
+    fg.link(href=spec.url(filename), rel="self", type=self_type.split(";")[0])
+    links = spec.links(filename)
+    for rel, href in links:
+        fg.link(href=href, rel=rel)
     fg.link(href=site.url(spec.home_path), rel="alternate", type="text/html")
+    if links or spec.history.is_archive:
+        fg.register_extension("history", _HistoryExtension, atom=True, rss=True)
+        fg.history.links = links
+        fg.history.archive = spec.history.is_archive
     fg.updated(spec.updated)  # never now(): feedgen's default would change the bytes every render
     # RSS 2.0 <ttl> is in minutes; keep it in step with Cache-Control max-age.
-    fg.ttl(max(1, site.max_age // 60))
+    fg.ttl(max(1, (ARCHIVE_MAX_AGE if spec.history.is_archive else site.max_age) // 60))
+    # once per feed, not per entry: feedgen's entry-level load_extension re-imports the module each time
+    fg.load_extension("dc", atom=False, rss=True)
     for entry in spec.entries:
         _add_entry(fg, site, entry)
     return fg
@@ -82,7 +216,6 @@ def _add_entry(fg: FeedGenerator, site: Site, entry: Entry) -> None:
     if entry.body_html:
         fe.content(entry.body_html, type="html")  # Atom <content type="html">, RSS content:encoded
     fe.summary(_summary_of(entry))  # Atom <summary>, RSS <description>; after content() on purpose
-    fe.load_extension("dc", atom=False, rss=True)
     fe.dc.dc_creator(site.author)  # RSS <author> must be an e-mail address; dc:creator takes a name
 
 
@@ -97,12 +230,12 @@ def _summary_of(entry: Entry) -> str:
 
 def render_rss(spec: FeedSpec) -> bytes:
     """Render the feed as RSS 2.0."""
-    return _feed_generator(spec, spec.url("feed.xml"), RSS_TYPE).rss_str(pretty=True)
+    return _feed_generator(spec, "feed.xml", RSS_TYPE).rss_str(pretty=True)
 
 
 def render_atom(spec: FeedSpec) -> bytes:
     """Render the feed as Atom 1.0 (RFC 4287)."""
-    return _feed_generator(spec, spec.url("atom.xml"), ATOM_TYPE).atom_str(pretty=True, extensions=False)
+    return _feed_generator(spec, "atom.xml", ATOM_TYPE).atom_str(pretty=True)
 
 
 def render_json_feed(spec: FeedSpec) -> bytes:
@@ -116,8 +249,13 @@ def render_json_feed(spec: FeedSpec) -> bytes:
         "description": spec.description,
         "language": site.language,
         "authors": [{"name": site.author}],
-        "items": [_json_item(site, entry) for entry in spec.entries],
     }
+    if spec.hub_url:
+        document["hubs"] = [{"type": "WebSub", "url": spec.hub_url}]
+    if spec.history.prev_archive is not None:
+        # JSON Feed 1.1 pagination: next_url leads to the next (older) page
+        document["next_url"] = spec.url("feed.json", spec.history.prev_archive)
+    document["items"] = [_json_item(site, entry) for entry in spec.entries]
     return json.dumps(document, ensure_ascii=False, indent=1).encode("utf-8") + b"\n"
 
 

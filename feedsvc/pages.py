@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
-from .models import Content, Entry
+from .models import Content, Entry, Section
 
 _environment = Environment(
     loader=PackageLoader("feedsvc", "templates"),
@@ -19,26 +19,33 @@ _environment = Environment(
 
 @dataclass(frozen=True)
 class FeedLink:
-    """A feed offered for subscription: name, media type and absolute URL."""
+    """A feed offered for subscription: name, format name, media type and absolute URL."""
 
     title: str
+    format: str
     media_type: str
     url: str
 
 
 @dataclass(frozen=True)
 class PageContext:
-    """What every page needs besides its own data."""
+    """What every page needs besides its own data; URLs are absolute and computed once, not per page."""
 
     content: Content
-    feeds: tuple[FeedLink, ...]
-    stylesheet: str  # site path of the hashed stylesheet
-    icon: str  # site path of the hashed favicon
+    feeds: tuple[FeedLink, ...]  # the site's feeds: RSS, Atom, JSON Feed
+    stylesheet_url: str  # the hashed stylesheet
+    icon_url: str  # the hashed favicon
+    section_feeds: tuple[tuple[Section, tuple[FeedLink, ...]], ...] = ()
+
+    @property
+    def home_url(self) -> str:
+        """Return the absolute URL of the landing page."""
+        return self.content.site.url("/")
 
 
 def _render(template: str, context: PageContext, **values) -> bytes:
     site = context.content.site
-    return _environment.get_template(template).render(site=site, page=context, **values).encode("utf-8")
+    return _environment.get_template(template).render(site=site, page=context, home_url=context.home_url, **values).encode("utf-8")
 
 
 def render_index(context: PageContext) -> bytes:
@@ -52,7 +59,8 @@ def render_index(context: PageContext) -> bytes:
 
 def render_entry(context: PageContext, entry: Entry) -> bytes:
     """Render the page of one entry."""
-    return _render("entry.html", context, entry=entry, section=context.content.site.section(entry.section))
+    site = context.content.site
+    return _render("entry.html", context, entry=entry, entry_url=site.url(entry.path), section=site.section(entry.section))
 
 
 def render_not_found(context: PageContext) -> bytes:

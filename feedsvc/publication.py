@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
 
-from .feeds import ATOM_TYPE, JSON_FEED_TYPE, RSS_TYPE, FeedSpec, render_atom, render_json_feed, render_rss, site_feed
+from .feeds import ARCHIVE_MAX_AGE, ATOM_TYPE, JSON_FEED_TYPE, RSS_TYPE, FeedSpec, render_atom, render_json_feed, render_rss, site_feeds
 from .models import Content
 from .pages import FeedLink, PageContext, render_entry, render_index, render_not_found
 from .representation import FEED_CACHE, FEED_HEADERS, HTML_SECURITY_HEADERS, IMMUTABLE_CACHE, Representation, build_representation
@@ -52,37 +52,49 @@ def _hashed_assets() -> dict[str, tuple[str, bytes, str]]:
     return assets
 
 
-def _feed_documents(spec: FeedSpec, cache_control: str) -> dict[str, Representation]:
-    return {
-        f"{spec.path_prefix}/{filename}": build_representation(
-            render(spec), media_type, cache_control=cache_control, last_modified=spec.updated, extra_headers=FEED_HEADERS
+def _feed_documents(spec: FeedSpec) -> dict[str, Representation]:
+    cache_control = FEED_CACHE.format(max_age=ARCHIVE_MAX_AGE if spec.history.is_archive else spec.site.max_age)
+    documents = {}
+    for filename, _, media_type, render in _FEED_FORMATS:
+        headers = FEED_HEADERS
+        if spec.hub_url:  # WebSub §4: discovery through the HTTP Link header as well as the document
+            headers += (("Link", f'<{spec.hub_url}>; rel="hub", <{spec.url(filename)}>; rel="self"'),)
+        documents[f"{spec.path_prefix}/{filename}"] = build_representation(
+            render(spec), media_type, cache_control=cache_control, last_modified=spec.updated, extra_headers=headers
         )
-        for filename, _, media_type, render in _FEED_FORMATS
-    }
+    return documents
 
 
-def build_publication(content: Content) -> Publication:
-    """Render every feed, page and asset of a content version."""
-    site = content.site
-    cache_control = FEED_CACHE.format(max_age=site.max_age)
-    spec = site_feed(content)
-    assets = _hashed_assets()
-    context = PageContext(
-        content=content,
-        feeds=tuple(
-            FeedLink(f"{site.title} ({title})", media_type.split(";")[0], spec.url(filename))
-            for filename, title, media_type, _ in _FEED_FORMATS
-        ),
-        stylesheet=assets["style.css"][0],
-        icon=assets["favicon.svg"][0],
+def _feed_links(spec: FeedSpec, title: str) -> tuple[FeedLink, ...]:
+    return tuple(
+        FeedLink(f"{title} ({name})", name, media_type.split(";")[0], spec.url(filename)) for filename, name, media_type, _ in _FEED_FORMATS
     )
 
-    def page(body: bytes, last_modified=spec.updated, status="200 OK") -> Representation:
+
+def build_publication(content: Content, hub_url: str | None = None) -> Publication:
+    """Render every feed, archive, page and asset of a content version."""
+    site = content.site
+    cache_control = FEED_CACHE.format(max_age=site.max_age)
+    specs = site_feeds(content, hub_url)
+    site_spec = specs[0]
+    assets = _hashed_assets()
+    subscriptions = {spec.path_prefix: spec for spec in specs if not spec.history.is_archive}
+    context = PageContext(
+        content=content,
+        feeds=_feed_links(site_spec, site.title),
+        stylesheet_url=site.url(assets["style.css"][0]),
+        icon_url=site.url(assets["favicon.svg"][0]),
+        section_feeds=tuple((section, _feed_links(subscriptions[f"/{section.key}"], section.title)) for section in site.sections),
+    )
+
+    def page(body: bytes, last_modified=site_spec.updated, status="200 OK") -> Representation:
         return build_representation(
             body, HTML_TYPE, cache_control=cache_control, last_modified=last_modified, extra_headers=HTML_SECURITY_HEADERS, status=status
         )
 
-    documents: dict[str, Representation] = _feed_documents(spec, cache_control)
+    documents: dict[str, Representation] = {}
+    for spec in specs:
+        documents.update(_feed_documents(spec))
     documents["/"] = page(render_index(context))
     for entry in content.entries:
         documents[entry.path] = page(render_entry(context, entry), last_modified=entry.updated)

@@ -45,12 +45,13 @@ def _settle_heap() -> None:
 class Publisher:
     """Owns the current Publication; readers take ``publisher.current`` and never see a half-built one."""
 
-    def __init__(self, directory: str | Path, overrides: Mapping[str, Any] | None = None):
+    def __init__(self, directory: str | Path, overrides: Mapping[str, Any] | None = None, hub_url: str | None = None):
         self.directory = Path(directory)
         self.overrides = dict(overrides or {})
+        self.hub_url = hub_url
         self._fingerprint = fingerprint(self.directory)
         # raises ContentError: a service never starts on invalid content
-        self.current: Publication = build_publication(load_content(self.directory, self.overrides))
+        self.current: Publication = build_publication(load_content(self.directory, self.overrides), self.hub_url)
         _settle_heap()
         self.loaded_at = datetime.now(UTC)
         self.error: ContentError | None = None
@@ -75,7 +76,7 @@ class Publisher:
         self.loaded_at = datetime.now(UTC)
         if content.version == self.current.version:
             return False  # a touch or an identical rewrite: same bytes, same ETags
-        self.current = build_publication(content)  # one reference swap: atomic for readers
+        self.current = build_publication(content, self.hub_url)  # one reference swap: atomic for readers
         _settle_heap()
         log.info("serving content version %s (%d entries)", content.version, len(content.entries))
         return True

@@ -106,13 +106,13 @@ def test_every_page_loads_cleanly_without_horizontal_scrolling(browser, site, wi
             overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
             assert overflow <= 0, f"{path} scrolls sideways by {overflow}px at {width}px"
             feeds = page.eval_on_selector_all("head link[rel=alternate]", "links => links.map(l => [l.type, l.href])")
-            assert sorted(feeds) == sorted(
-                [
-                    ["application/rss+xml", f"{site}/feed.xml"],
-                    ["application/atom+xml", f"{site}/atom.xml"],
-                    ["application/feed+json", f"{site}/feed.json"],
-                ]
-            )
+            site_feeds = [
+                ["application/rss+xml", f"{site}/feed.xml"],
+                ["application/atom+xml", f"{site}/atom.xml"],
+                ["application/feed+json", f"{site}/feed.json"],
+            ]
+            assert feeds[:3] == site_feeds
+            assert len(feeds) == (12 if path == "/" else 3)  # the landing page also offers every section's feeds
             assert page.eval_on_selector("link[rel=stylesheet]", "l => l.sheet !== null")  # CSS applied under the CSP
             assert page.locator("h1").count() == 1
         finally:

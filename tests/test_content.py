@@ -204,13 +204,13 @@ def test_control_characters_are_stripped_from_text(content_dir):
 
 
 def test_raw_html_in_markdown_is_escaped_not_executed():
-    html = render_markdown("<script>alert(1)</script>\n\n[x](javascript:alert(1)) <img src=x onerror=alert(1)>", "https://e.com/p/")
+    html, _ = render_markdown("<script>alert(1)</script>\n\n[x](javascript:alert(1)) <img src=x onerror=alert(1)>", "https://e.com/p/")
     assert "<script>" not in html and "<img" not in html
     assert 'href="javascript' not in html
 
 
 def test_relative_links_and_images_become_absolute():
-    html = render_markdown("[a](../other/) [b](/feed.xml) ![c](pic.png) [d](https://elsewhere.org/x)", "https://e.com/posts/slug/")
+    html, _ = render_markdown("[a](../other/) [b](/feed.xml) ![c](pic.png) [d](https://elsewhere.org/x)", "https://e.com/posts/slug/")
     assert 'href="https://e.com/posts/other/"' in html
     assert 'href="https://e.com/feed.xml"' in html
     assert 'src="https://e.com/posts/slug/pic.png"' in html
@@ -227,3 +227,9 @@ def test_yaml_dates_stay_text_so_iso_dates_parse_with_dateutil(content_dir):
     write_entry(content_dir, "iso.md", GOOD_ENTRY.replace("Jul 08, 2025 09:00", "2025-07-08"))
     entry = next(e for e in load_content(content_dir).entries if e.slug == "iso")
     assert entry.published == datetime.fromisoformat("2025-07-08T00:00:00+00:00")
+
+
+def test_summary_defaults_to_the_first_paragraph_as_plain_text(content_dir):
+    write_entry(content_dir, "sum.md", GOOD_ENTRY, body="# Heading\n\nFirst *para* with `code`\nand a [link](/x).\n\nSecond.\n")
+    entry = next(e for e in load_content(content_dir).entries if e.slug == "sum")
+    assert entry.summary == "First para with code and a link."

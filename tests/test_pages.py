@@ -20,12 +20,15 @@ def _page(client, path):
 
 def test_landing_page_has_autodiscovery_for_every_feed(client):
     links = _page(client, "/").xpath("//head/link[@rel='alternate']")
-    assert {(link.get("type"), link.get("href")) for link in links} == {
-        ("application/rss+xml", f"{BASE}/feed.xml"),
-        ("application/atom+xml", f"{BASE}/atom.xml"),
-        ("application/feed+json", f"{BASE}/feed.json"),
+    types = {"feed.xml": "application/rss+xml", "atom.xml": "application/atom+xml", "feed.json": "application/feed+json"}
+    expected = {
+        (media_type, f"{BASE}{prefix}/{name}") for prefix in ("", "/article", "/featured", "/latest") for name, media_type in types.items()
     }
-    assert all(link.get("title") for link in links)
+    assert {(link.get("type"), link.get("href")) for link in links} == expected
+    assert len({link.get("title") for link in links}) == len(links)  # every one distinguishable in a reader's picker
+    # entry pages offer the site's three feeds
+    entry_links = _page(client, "/posts/new-faces-proteas-announce-test-debutants/").xpath("//head/link[@rel='alternate']/@href")
+    assert entry_links == [f"{BASE}/feed.xml", f"{BASE}/atom.xml", f"{BASE}/feed.json"]
 
 
 def test_landing_page_shows_site_article_lists_and_subscribe_links(client):
