@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from flask import Flask
 
 from .config import DEFAULTS, config_from_env, site_overrides
 from .publisher import Publisher
+from .websub import HubNotifier
 
 
 def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
@@ -19,8 +21,11 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     if test_config is not None:
         app.config.update(test_config)
 
-    publisher = Publisher(app.config["CONTENT_DIR"], site_overrides(app.config), app.config["HUB_URL"])
+    hub_url = app.config["HUB_URL"]
+    notifier = HubNotifier(hub_url, claim_key=str(Path(app.config["CONTENT_DIR"]).resolve())) if hub_url else None
+    publisher = Publisher(app.config["CONTENT_DIR"], site_overrides(app.config), hub_url, notifier.on_new_version if notifier else None)
     app.extensions["feedsvc"] = publisher
+    app.extensions["feedsvc.websub"] = notifier
 
     from . import views
 

@@ -34,6 +34,7 @@ class Publication:
     content: Content
     documents: Mapping[str, Representation]  # a plain dict (fastest lookup); never mutated after build
     not_found: Representation
+    subscription_feeds: tuple[str, ...] = ()  # paths of the feeds readers subscribe to (not archives)
 
     @property
     def version(self) -> str:
@@ -103,4 +104,5 @@ def build_publication(content: Content, hub_url: str | None = None) -> Publicati
             data, media_type, cache_control=IMMUTABLE_CACHE, extra_headers=(("X-Content-Type-Options", "nosniff"),)
         )
     not_found = page(render_not_found(context), last_modified=None, status="404 Not Found")
-    return Publication(content=content, documents=documents, not_found=not_found)
+    subscription_paths = tuple(f"{spec.path_prefix}/{filename}" for spec in subscriptions.values() for filename, *_ in _FEED_FORMATS)
+    return Publication(content=content, documents=documents, not_found=not_found, subscription_feeds=subscription_paths)

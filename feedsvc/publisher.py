@@ -5,7 +5,7 @@ from __future__ import annotations
 import gc
 import logging
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -45,10 +45,17 @@ def _settle_heap() -> None:
 class Publisher:
     """Owns the current Publication; readers take ``publisher.current`` and never see a half-built one."""
 
-    def __init__(self, directory: str | Path, overrides: Mapping[str, Any] | None = None, hub_url: str | None = None):
+    def __init__(
+        self,
+        directory: str | Path,
+        overrides: Mapping[str, Any] | None = None,
+        hub_url: str | None = None,
+        on_new_version: Callable[[Publication, Publication], None] | None = None,
+    ):
         self.directory = Path(directory)
         self.overrides = dict(overrides or {})
         self.hub_url = hub_url
+        self.on_new_version = on_new_version  # e.g. HubNotifier.on_new_version: must not block
         self._fingerprint = fingerprint(self.directory)
         # raises ContentError: a service never starts on invalid content
         self.current: Publication = build_publication(load_content(self.directory, self.overrides), self.hub_url)
@@ -76,8 +83,10 @@ class Publisher:
         self.loaded_at = datetime.now(UTC)
         if content.version == self.current.version:
             return False  # a touch or an identical rewrite: same bytes, same ETags
-        self.current = build_publication(content, self.hub_url)  # one reference swap: atomic for readers
+        old, self.current = self.current, build_publication(content, self.hub_url)  # one reference swap: atomic for readers
         _settle_heap()
+        if self.on_new_version is not None:
+            self.on_new_version(old, self.current)
         log.info("serving content version %s (%d entries)", content.version, len(content.entries))
         return True
 
