@@ -1,4 +1,4 @@
-"""Command line: ``python -m feedsvc check|serve``."""
+"""Command line: ``python -m feedsvc check|serve|build``."""
 
 from __future__ import annotations
 
@@ -9,7 +9,9 @@ from pathlib import Path
 
 from .config import ConfigError, config_from_env, site_overrides
 from .content import SITE_DEFAULTS, ContentError, load_content
+from .export import export_publication
 from .models import Content
+from .publication import build_publication
 
 
 def _load(directory: str) -> Content | None:
@@ -61,6 +63,17 @@ def serve(args: argparse.Namespace) -> int:
     return 0  # not reached
 
 
+def build(args: argparse.Namespace) -> int:
+    """Write a static export of every document (byte-identical to what the service serves)."""
+    content = _load(args.content)
+    if content is None:
+        return 1  # nothing written: a previous export stays as it was
+    config = config_from_env()
+    count = export_publication(build_publication(content, config.get("HUB_URL")), args.out)
+    print(f"{args.out}: {count} documents from {len(content.entries)} entries (version {content.version})")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parse the command line and run a subcommand."""
     parser = argparse.ArgumentParser(prog="python -m feedsvc", description="Publish Markdown content as RSS, Atom and JSON Feed.")
@@ -79,6 +92,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     serve_parser.add_argument("--content", default=default_content, help="content folder (default: %(default)s)")
     serve_parser.set_defaults(run=serve)
+
+    build_parser = commands.add_parser("build", help="write a static export (files + .gz) to a folder")
+    build_parser.add_argument("out", help="output folder (replaced atomically when the export is complete)")
+    build_parser.add_argument("--content", default=default_content, help="content folder (default: %(default)s)")
+    build_parser.set_defaults(run=build)
 
     args = parser.parse_args(argv)
     return args.run(args)
