@@ -301,33 +301,35 @@ def _load_site(directory: Path, overrides: Mapping[str, Any], problems: list[Pro
     return Site(**values), raw
 
 
-def _load_entry(path: Path, site: Site, problems: list[Problem]) -> tuple[Entry | None, bytes]:
-    name = str(path)
+def _read_bytes(path: Path, problems: list[Problem]) -> bytes | None:
     try:
-        raw = path.read_bytes()
+        return path.read_bytes()
     except OSError as error:  # deleted or renamed while we were reading the folder
-        problems.append(Problem(name, "file", f"cannot be read ({error.strerror})"))
-        return None, b""
+        problems.append(Problem(str(path), "file", f"cannot be read ({error.strerror})"))
+        return None
+
+
+def _parse_entry(name: str, stem: str, raw: bytes, site: Site, problems: list[Problem]) -> Entry | None:
     text = _decode(raw, name, problems)
     if text is None:
-        return None, raw
+        return None
     parts = split_front_matter(text)
     if parts is None:
         problems.append(Problem(name, "front matter", "missing; start the file with a '---' line, the fields, and another '---' line"))
-        return None, raw
+        return None
     data = _parse_yaml(parts[0], name, "front matter", problems)
     if data is None:
-        return None, raw
+        return None
     before = len(problems)
     values = _convert(data, _entry_fields(site), name, problems)
-    slug = values.get("slug") or path.stem
+    slug = values.get("slug") or stem
     if "slug" not in values and not _SLUG.match(slug):
-        problems.append(Problem(name, "slug", f"file name {path.stem!r} is not a slug; rename the file or add 'slug: some-words'"))
+        problems.append(Problem(name, "slug", f"file name {stem!r} is not a slug; rename the file or add 'slug: some-words'"))
     published, updated = values.get("date"), values.get("updated", values.get("date"))
     if published and updated and updated < published:
         problems.append(Problem(name, "updated", "is earlier than date; an entry cannot change before it is published"))
     if len(problems) > before:
-        return None, raw
+        return None
     page_url = site.url(entry_path(slug))
     body_source = parts[1]
     body_html, first_paragraph = render_markdown(body_source, page_url) if body_source.strip() else ("", "")
@@ -343,7 +345,7 @@ def _load_entry(path: Path, site: Site, problems: list[Problem]) -> tuple[Entry 
         body_html=body_html,
         source=name,
     )
-    return entry, raw
+    return entry
 
 
 def _check_unique(entries: list[Entry], problems: list[Problem]) -> None:
@@ -361,8 +363,12 @@ def _check_unique(entries: list[Entry], problems: list[Problem]) -> None:
                 seen[value] = entry
 
 
-def load_content(directory: str | Path, overrides: Mapping[str, Any] | None = None) -> Content:
-    """Load and validate a whole content folder, or raise ContentError listing every problem."""
+def load_content(directory: str | Path, overrides: Mapping[str, Any] | None = None, parsed: dict | None = None) -> Content:
+    """Load and validate a whole content folder, or raise ContentError listing every problem.
+
+    ``parsed``, when given, memoizes entries across loads (a reload re-parses only changed files);
+    it is refilled with exactly the entries of this load.
+    """
     directory = Path(directory)
     problems: list[Problem] = []
     if not directory.is_dir():
@@ -373,11 +379,23 @@ def load_content(directory: str | Path, overrides: Mapping[str, Any] | None = No
     digest = hashlib.sha256(repr(sorted((k, str(v)) for k, v in (overrides or {}).items())).encode())
     digest.update(site_raw)
     entries = []
+    this_load: dict = {}
     for path in sorted(directory.rglob(ENTRY_GLOB)):
-        entry, raw = _load_entry(path, site, problems)
+        raw = _read_bytes(path, problems)
+        if raw is None:
+            continue
         digest.update(str(path.relative_to(directory)).encode() + b"\0" + raw)
+        # an unchanged file (same name, bytes and site settings) reuses its earlier parse
+        key = (str(path), hashlib.sha256(raw).digest(), site)
+        entry = parsed.get(key) if parsed is not None else None
+        if entry is None:
+            entry = _parse_entry(str(path), path.stem, raw, site, problems)
         if entry is not None:
             entries.append(entry)
+            this_load[key] = entry
+    if parsed is not None:
+        parsed.clear()
+        parsed.update(this_load)
     _check_unique(entries, problems)
     if problems:
         raise ContentError(problems)

@@ -41,8 +41,9 @@ def export_publication(publication: Publication, destination: str | Path) -> int
     destination.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{destination.name}.partial-", dir=destination.parent))
     try:
-        for path, representation in publication.documents.items():
-            _write(staging, file_for(path), representation)
+        paths = sorted(publication.paths())
+        for path in paths:
+            _write(staging, file_for(path), publication.document(path))
         _write(staging, NOT_FOUND_FILE, publication.not_found)
         staging.chmod(0o755)
         # swap: the old export stays whole until the new one is complete, then both renames are instant
@@ -56,4 +57,4 @@ def export_publication(publication: Publication, destination: str | Path) -> int
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    return len(publication.documents) + 1
+    return len(paths) + 1

@@ -175,7 +175,8 @@ class _HistoryExtension(BaseExtension):
         return feed
 
 
-def _feed_generator(spec: FeedSpec, filename: str, self_type: str) -> FeedGenerator:
+def _feed_generator(spec: FeedSpec) -> FeedGenerator:
+    """Map a FeedSpec onto feedgen once; both XML formats are written from this one generator."""
     site = spec.site
     fg = FeedGenerator()
     fg.id(spec.feed_id)
@@ -184,15 +185,8 @@ def _feed_generator(spec: FeedSpec, filename: str, self_type: str) -> FeedGenera
     fg.author({"name": site.author})
     fg.language(site.language)
     fg.generator("feedsvc")
-    # feedgen turns the *last* link into RSS <channel><link>: self first, the HTML page last.
-    fg.link(href=spec.url(filename), rel="self", type=self_type.split(";")[0])
-    links = spec.links(filename)
-    for rel, href in links:
-        fg.link(href=href, rel=rel)
-    fg.link(href=site.url(spec.home_path), rel="alternate", type="text/html")
-    if links or spec.history.is_archive:
+    if spec.hub_url or spec.history != History():
         fg.register_extension("history", _HistoryExtension, atom=True, rss=True)
-        fg.history.links = links
         fg.history.archive = spec.history.is_archive
     fg.updated(spec.updated)  # never now(): feedgen's default would change the bytes every render
     # RSS 2.0 <ttl> is in minutes; keep it in step with Cache-Control max-age.
@@ -201,6 +195,19 @@ def _feed_generator(spec: FeedSpec, filename: str, self_type: str) -> FeedGenera
     fg.load_extension("dc", atom=False, rss=True)
     for entry in spec.entries:
         _add_entry(fg, site, entry)
+    return fg
+
+
+def _set_links(fg: FeedGenerator, spec: FeedSpec, filename: str, media_type: str) -> FeedGenerator:
+    """Point the generator's links at one format's documents (self, hub, archives, the HTML page)."""
+    # feedgen turns the *last* link into RSS <channel><link>: self first, the HTML page last.
+    fg.link(href=spec.url(filename), rel="self", type=media_type.split(";")[0], replace=True)
+    links = spec.links(filename)
+    for rel, href in links:
+        fg.link(href=href, rel=rel)
+    fg.link(href=spec.site.url(spec.home_path), rel="alternate", type="text/html")
+    if links or spec.history.is_archive:
+        fg.history.links = links
     return fg
 
 
@@ -228,14 +235,22 @@ def _summary_of(entry: Entry) -> str:
     return entry.summary or entry.title
 
 
+def render_xml_feeds(spec: FeedSpec) -> tuple[bytes, bytes]:
+    """Render the feed as RSS 2.0 and as Atom 1.0 (RFC 4287) from one feedgen mapping."""
+    fg = _feed_generator(spec)
+    rss = _set_links(fg, spec, "feed.xml", RSS_TYPE).rss_str(pretty=True)
+    atom = _set_links(fg, spec, "atom.xml", ATOM_TYPE).atom_str(pretty=True)
+    return rss, atom
+
+
 def render_rss(spec: FeedSpec) -> bytes:
     """Render the feed as RSS 2.0."""
-    return _feed_generator(spec, "feed.xml", RSS_TYPE).rss_str(pretty=True)
+    return _set_links(_feed_generator(spec), spec, "feed.xml", RSS_TYPE).rss_str(pretty=True)
 
 
 def render_atom(spec: FeedSpec) -> bytes:
     """Render the feed as Atom 1.0 (RFC 4287)."""
-    return _feed_generator(spec, "atom.xml", ATOM_TYPE).atom_str(pretty=True)
+    return _set_links(_feed_generator(spec), spec, "atom.xml", ATOM_TYPE).atom_str(pretty=True)
 
 
 def render_json_feed(spec: FeedSpec) -> bytes:
@@ -256,7 +271,8 @@ def render_json_feed(spec: FeedSpec) -> bytes:
         # JSON Feed 1.1 pagination: next_url leads to the next (older) page
         document["next_url"] = spec.url("feed.json", spec.history.prev_archive)
     document["items"] = [_json_item(site, entry) for entry in spec.entries]
-    return json.dumps(document, ensure_ascii=False, indent=1).encode("utf-8") + b"\n"
+    # compact separators keep json on its C encoder (indent= would switch to the pure-Python one)
+    return json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode("utf-8") + b"\n"
 
 
 def _json_item(site: Site, entry: Entry) -> dict:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+from markupsafe import Markup
 
 from .models import Content, Entry, Section
 
@@ -36,6 +38,7 @@ class PageContext:
     stylesheet_url: str  # the hashed stylesheet
     icon_url: str  # the hashed favicon
     section_feeds: tuple[tuple[Section, tuple[FeedLink, ...]], ...] = ()
+    chrome: Mapping[str, Markup] = field(default_factory=dict, compare=False)  # head links, header, footer
 
     @property
     def home_url(self) -> str:
@@ -43,9 +46,25 @@ class PageContext:
         return self.content.site.url("/")
 
 
+def page_context(
+    content: Content,
+    feeds: tuple[FeedLink, ...],
+    stylesheet_url: str,
+    icon_url: str,
+    section_feeds: tuple[tuple[Section, tuple[FeedLink, ...]], ...] = (),
+) -> PageContext:
+    """Build the shared page context, rendering the parts all pages share once."""
+    context = PageContext(content, feeds, stylesheet_url, icon_url, section_feeds)
+    chrome = _environment.get_template("_chrome.html").module
+    site = content.site
+    parts = {name: Markup(getattr(chrome, name)(site, context)) for name in ("head", "header", "footer")}
+    return replace(context, chrome=parts)
+
+
 def _render(template: str, context: PageContext, **values) -> bytes:
     site = context.content.site
-    return _environment.get_template(template).render(site=site, page=context, home_url=context.home_url, **values).encode("utf-8")
+    template = _environment.get_template(template)
+    return template.render(site=site, page=context, chrome=context.chrome, home_url=context.home_url, **values).encode("utf-8")
 
 
 def render_index(context: PageContext) -> bytes:
@@ -53,7 +72,8 @@ def render_index(context: PageContext) -> bytes:
     content = context.content
     first, *others = content.site.sections
     lead = next(iter(content.in_section(first.key)), None)
-    lists = [(section, content.in_section(section.key)) for section in others]
+    # the newest few per section: with thousands of entries the feeds' archives hold the rest
+    lists = [(section, content.in_section(section.key)[: content.site.item_limit]) for section in others]
     return _render("index.html", context, lead=lead, lists=lists)
 
 

@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 
-from .feeds import ARCHIVE_MAX_AGE, ATOM_TYPE, JSON_FEED_TYPE, RSS_TYPE, FeedSpec, render_atom, render_json_feed, render_rss, site_feeds
+from .feeds import ARCHIVE_MAX_AGE, ATOM_TYPE, JSON_FEED_TYPE, RSS_TYPE, FeedSpec, render_json_feed, render_xml_feeds, site_feeds
 from .models import Content
-from .pages import FeedLink, PageContext, render_entry, render_index, render_not_found
+from .pages import FeedLink, page_context, render_entry, render_index, render_not_found
 from .representation import FEED_CACHE, FEED_HEADERS, HTML_SECURITY_HEADERS, IMMUTABLE_CACHE, Representation, build_representation
 
 HTML_TYPE = "text/html; charset=utf-8"
@@ -20,26 +20,46 @@ _ASSETS = {  # packaged file -> media type
     "style.css": "text/css; charset=utf-8",
     "favicon.svg": "image/svg+xml; charset=utf-8",
 }
-_FEED_FORMATS = (  # file name, title, media type, renderer
-    ("feed.xml", "RSS", RSS_TYPE, render_rss),
-    ("atom.xml", "Atom", ATOM_TYPE, render_atom),
-    ("feed.json", "JSON Feed", JSON_FEED_TYPE, render_json_feed),
+FEED_FORMATS = (  # file name, format name, media type
+    ("feed.xml", "RSS", RSS_TYPE),
+    ("atom.xml", "Atom", ATOM_TYPE),
+    ("feed.json", "JSON Feed", JSON_FEED_TYPE),
 )
 
 
 @dataclass(frozen=True)
 class Publication:
-    """The immutable set of documents served for one content version."""
+    """The documents served for one content version.
+
+    ``documents`` is a plain dict (the fastest lookup for the hot path). It holds every page and
+    subscription feed from the start; RFC 5005 archive pages, thousands with large content and
+    rarely read, are added the first time one is asked for (``document``), once per version.
+    """
 
     content: Content
-    documents: Mapping[str, Representation]  # a plain dict (fastest lookup); never mutated after build
+    documents: dict[str, Representation]
     not_found: Representation
     subscription_feeds: tuple[str, ...] = ()  # paths of the feeds readers subscribe to (not archives)
+    feed_specs: Mapping[str, FeedSpec] = field(default_factory=dict)  # every feed document's path -> its spec
+    page_key: tuple = ()  # what every entry page depends on besides its entry
 
     @property
     def version(self) -> str:
         """Return the content version this publication was built from."""
         return self.content.version
+
+    def document(self, path: str) -> Representation | None:
+        """Return the document at ``path``, rendering an archive page on its first request."""
+        found = self.documents.get(path)
+        if found is None and path in self.feed_specs:
+            # two threads may race to render the same page: both produce the same bytes
+            self.documents.update(_feed_documents(self.feed_specs[path]))
+            found = self.documents[path]
+        return found
+
+    def paths(self) -> set[str]:
+        """Return the path of every document, rendered yet or not."""
+        return self.documents.keys() | self.feed_specs.keys()
 
 
 def _hashed_assets() -> dict[str, tuple[str, bytes, str]]:
@@ -55,38 +75,49 @@ def _hashed_assets() -> dict[str, tuple[str, bytes, str]]:
 
 def _feed_documents(spec: FeedSpec) -> dict[str, Representation]:
     cache_control = FEED_CACHE.format(max_age=ARCHIVE_MAX_AGE if spec.history.is_archive else spec.site.max_age)
+    rss, atom = render_xml_feeds(spec)
+    bodies = {"feed.xml": rss, "atom.xml": atom, "feed.json": render_json_feed(spec)}
     documents = {}
-    for filename, _, media_type, render in _FEED_FORMATS:
+    for filename, _, media_type in FEED_FORMATS:
         headers = FEED_HEADERS
         if spec.hub_url:  # WebSub §4: discovery through the HTTP Link header as well as the document
             headers += (("Link", f'<{spec.hub_url}>; rel="hub", <{spec.url(filename)}>; rel="self"'),)
         documents[f"{spec.path_prefix}/{filename}"] = build_representation(
-            render(spec), media_type, cache_control=cache_control, last_modified=spec.updated, extra_headers=headers
+            bodies[filename], media_type, cache_control=cache_control, last_modified=spec.updated, extra_headers=headers
         )
     return documents
 
 
 def _feed_links(spec: FeedSpec, title: str) -> tuple[FeedLink, ...]:
     return tuple(
-        FeedLink(f"{title} ({name})", name, media_type.split(";")[0], spec.url(filename)) for filename, name, media_type, _ in _FEED_FORMATS
+        FeedLink(f"{title} ({name})", name, media_type.split(";")[0], spec.url(filename)) for filename, name, media_type in FEED_FORMATS
     )
 
 
-def build_publication(content: Content, hub_url: str | None = None) -> Publication:
-    """Render every feed, archive, page and asset of a content version."""
+def _feed_paths(spec: FeedSpec) -> list[str]:
+    return [f"{spec.path_prefix}/{filename}" for filename, *_ in FEED_FORMATS]
+
+
+def build_publication(content: Content, hub_url: str | None = None, previous: Publication | None = None) -> Publication:
+    """Render every page and subscription feed of a content version (archive pages: on first request).
+
+    With ``previous`` (the version being replaced), documents whose inputs did not change are
+    reused instead of rendered again, so an edit to one of 10,000 entries re-renders little.
+    """
     site = content.site
     cache_control = FEED_CACHE.format(max_age=site.max_age)
     specs = site_feeds(content, hub_url)
     site_spec = specs[0]
     assets = _hashed_assets()
     subscriptions = {spec.path_prefix: spec for spec in specs if not spec.history.is_archive}
-    context = PageContext(
+    context = page_context(
         content=content,
         feeds=_feed_links(site_spec, site.title),
         stylesheet_url=site.url(assets["style.css"][0]),
         icon_url=site.url(assets["favicon.svg"][0]),
         section_feeds=tuple((section, _feed_links(subscriptions[f"/{section.key}"], section.title)) for section in site.sections),
     )
+    page_key = (site, context.feeds, context.stylesheet_url, context.icon_url)
 
     def page(body: bytes, last_modified=site_spec.updated, status="200 OK") -> Representation:
         return build_representation(
@@ -94,15 +125,25 @@ def build_publication(content: Content, hub_url: str | None = None) -> Publicati
         )
 
     documents: dict[str, Representation] = {}
+    feed_specs: dict[str, FeedSpec] = {}
     for spec in specs:
-        documents.update(_feed_documents(spec))
+        paths = _feed_paths(spec)
+        feed_specs.update(dict.fromkeys(paths, spec))
+        if previous is not None and all(previous.feed_specs.get(p) == spec and p in previous.documents for p in paths):
+            documents.update({p: previous.documents[p] for p in paths})
+        elif not spec.history.is_archive:
+            documents.update(_feed_documents(spec))
     documents["/"] = page(render_index(context))
+    earlier = {e.path: e for e in previous.content.entries} if previous is not None and previous.page_key == page_key else {}
     for entry in content.entries:
-        documents[entry.path] = page(render_entry(context, entry), last_modified=entry.updated)
+        if earlier.get(entry.path) == entry:
+            documents[entry.path] = previous.documents[entry.path]
+        else:
+            documents[entry.path] = page(render_entry(context, entry), last_modified=entry.updated)
     for path, data, media_type in assets.values():
         documents[path] = build_representation(
             data, media_type, cache_control=IMMUTABLE_CACHE, extra_headers=(("X-Content-Type-Options", "nosniff"),)
         )
     not_found = page(render_not_found(context), last_modified=None, status="404 Not Found")
-    subscription_paths = tuple(f"{spec.path_prefix}/{filename}" for spec in subscriptions.values() for filename, *_ in _FEED_FORMATS)
-    return Publication(content=content, documents=documents, not_found=not_found, subscription_feeds=subscription_paths)
+    subscription_paths = tuple(path for spec in subscriptions.values() for path in _feed_paths(spec))
+    return Publication(content, documents, not_found, subscription_paths, feed_specs, page_key)

