@@ -1,13 +1,14 @@
 """A bare WSGI layer in front of Flask that answers GET/HEAD of pre-built documents directly.
 
 Like WhiteNoise for static files: per request it does a dict lookup and header selection, no
-routing, no request object, no rendering. Everything else (other methods, unknown paths,
-/healthz) falls through to the Flask app. Both share conditional.respond, so they answer alike.
+routing, no request object, no rendering. Everything else (other methods, unknown paths, archive
+pages not rendered yet, /healthz) falls through to the Flask app. Conditional requests go through
+conditional.respond, which the Flask views use too, so both answer alike (tests run both).
 """
 
 from __future__ import annotations
 
-from .conditional import respond
+from .conditional import accepts_gzip, respond
 from .publisher import Publisher
 
 
@@ -23,7 +24,14 @@ class FastPath:
         if method == "GET" or method == "HEAD":
             representation = self.publisher.current.documents.get(environ.get("PATH_INFO", ""))
             if representation is not None:
-                status, headers, body = respond(representation, environ)
+                if "HTTP_IF_NONE_MATCH" in environ or "HTTP_IF_MODIFIED_SINCE" in environ or "HTTP_IF_MATCH" in environ:
+                    status, headers, body = respond(representation, environ)
+                else:  # an unconditional GET: only the content coding to choose
+                    accept_encoding = environ.get("HTTP_ACCEPT_ENCODING")
+                    variant = representation.identity
+                    if accept_encoding and representation.gzip is not None and accepts_gzip(accept_encoding):
+                        variant = representation.gzip
+                    status, headers, body = representation.status, variant.headers, variant.body if method == "GET" else b""
                 start_response(status, list(headers))
                 return [body]
         return self.app(environ, start_response)

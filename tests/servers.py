@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -73,3 +74,35 @@ def running_service(content_dir: Path, log_dir: Path, *, workers: int = 1, env: 
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, 9)
             process.wait()
+
+
+def fetch(url: str, headers: dict | None = None):
+    """GET ``url``; return status, headers and body, for error statuses too."""
+    request = urllib.request.Request(url, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request) as response:
+            return response.status, response.headers, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.headers, error.read()
+
+
+@contextlib.contextmanager
+def running_nginx(work: Path, http_directives: str, server_directives: str, ready_path: str = "/"):
+    """Run a real nginx on a free loopback port, configured inside ``work``; yield its base URL."""
+    port = free_port()
+    user = "user root;" if os.geteuid() == 0 else ""  # workers must reach files under pytest's private tmp dirs
+    temp = " ".join(f"{name}_temp_path {work}/tmp-{name};" for name in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+    config = work / "nginx.conf"
+    config.write_text(
+        f"{user}\nworker_processes 1;\ndaemon off;\npid {work}/nginx.pid;\nerror_log {work}/error.log warn;\n"
+        f"events {{ worker_connections 256; }}\n"
+        f"http {{\n{temp}\n{http_directives}\nserver {{\nlisten 127.0.0.1:{port};\n{server_directives}\n}}\n}}\n"
+    )
+    nginx = subprocess.Popen(["nginx", "-c", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(base + ready_path)
+        yield base
+    finally:
+        nginx.terminate()
+        nginx.wait(timeout=20)

@@ -7,8 +7,6 @@ import os
 import shutil
 import subprocess
 import sys
-import urllib.error
-import urllib.request
 
 import pytest
 
@@ -17,7 +15,7 @@ from feedsvc.content import load_content
 from feedsvc.export import export_publication, file_for
 from feedsvc.publication import build_publication
 from tests.conftest import ROOT, require
-from tests.servers import free_port, running_service, wait_for
+from tests.servers import fetch, running_nginx, running_service
 
 DEPLOY = ROOT / "deploy"
 COMPARED_HEADERS = (
@@ -93,15 +91,6 @@ def test_build_command_refuses_invalid_content_and_writes_nothing(tmp_path, cont
     assert not (tmp_path / "out").exists()
 
 
-def _fetch(url: str, headers: dict | None = None):
-    request = urllib.request.Request(url, headers=headers or {})
-    try:
-        with urllib.request.urlopen(request) as response:
-            return response.status, response.headers, response.read()
-    except urllib.error.HTTPError as error:
-        return error.code, error.headers, error.read()
-
-
 @pytest.mark.integration
 def test_nginx_serves_the_export_like_the_live_service(tmp_path, content_dir):
     require(shutil.which("nginx") is not None, "nginx is not installed (apt-get install nginx)")
@@ -117,26 +106,14 @@ def test_nginx_serves_the_export_like_the_live_service(tmp_path, content_dir):
             check=True,
             capture_output=True,
         )
-        port = free_port()
-        user = "user root;" if os.geteuid() == 0 else ""
-        temp = " ".join(f"{name}_temp_path {tmp_path}/tmp-{name};" for name in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
-        config = tmp_path / "nginx.conf"
-        config.write_text(
-            f"{user}\nworker_processes 1;\ndaemon off;\npid {tmp_path}/nginx.pid;\nerror_log {tmp_path}/error.log warn;\n"
-            f"events {{ worker_connections 64; }}\nhttp {{ {temp} access_log off;\n"
-            f"  server {{ listen 127.0.0.1:{port}; root {export}; include {DEPLOY}/nginx-static.conf; }}\n}}\n"
-        )
         shutil.copy(DEPLOY / "feedsvc-feed-headers.conf", tmp_path / "feedsvc-feed-headers.conf")  # includes resolve beside nginx.conf
-        nginx = subprocess.Popen(["nginx", "-c", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        static = f"http://127.0.0.1:{port}"
-        try:
-            wait_for(static + "/feed.xml")
+        with running_nginx(tmp_path, "access_log off;", f"root {export};\ninclude {DEPLOY}/nginx-static.conf;", "/feed.xml") as static:
             paths = sorted(build_publication(load_content(content_dir, {"base_url": live})).paths())
             assert "/featured/archive/1/feed.xml" in paths
             for path in [*paths, "/no-such-page"]:
                 for headers in ({}, {"Accept-Encoding": "gzip"}):
-                    live_status, live_headers, live_body = _fetch(live + path, headers)
-                    static_status, static_headers, static_body = _fetch(static + path, headers)
+                    live_status, live_headers, live_body = fetch(live + path, headers)
+                    static_status, static_headers, static_body = fetch(static + path, headers)
                     assert (static_status, static_body) == (live_status, live_body), path
                     for name in COMPARED_HEADERS:
                         if path.startswith("/static/") and name == "Last-Modified":
@@ -144,6 +121,3 @@ def test_nginx_serves_the_export_like_the_live_service(tmp_path, content_dir):
                         if live_status == 404 and name in ("Cache-Control", "Last-Modified"):
                             continue
                         assert static_headers[name] == live_headers[name], (path, headers, name)
-        finally:
-            nginx.terminate()
-            nginx.wait(timeout=20)

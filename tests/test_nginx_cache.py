@@ -3,49 +3,18 @@
 from __future__ import annotations
 
 import gzip
-import os
 import shutil
-import subprocess
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import ROOT, require
-from tests.servers import free_port, running_service, wait_for
+from tests.servers import fetch as get
+from tests.servers import running_nginx, running_service
 
 pytestmark = pytest.mark.integration
 NGINX_SNIPPET = ROOT / "deploy" / "nginx-feedsvc.conf"
-
-
-def nginx_config(work: Path, port: int, upstream: str) -> Path:
-    config = work / "nginx.conf"
-    user = "user root;" if os.geteuid() == 0 else ""  # workers must reach the cache under tmp_path
-    temp = " ".join(f"{name}_temp_path {work}/tmp-{name};" for name in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
-    config.write_text(
-        f"""
-{user}
-worker_processes 1;
-daemon off;
-pid {work}/nginx.pid;
-error_log {work}/error.log warn;
-events {{ worker_connections 256; }}
-http {{
-    {temp}
-    log_format cache '$request_uri|$http_accept_encoding|$upstream_cache_status|$upstream_status|$status';
-    access_log {work}/access.log cache;
-    upstream feedsvc {{ server {upstream}; keepalive 8; }}
-    proxy_cache_path {work}/cache keys_zone=feedsvc:1m max_size=50m inactive=1h use_temp_path=off;
-    map $http_accept_encoding $feedsvc_encoding {{ default ""; "~*gzip" "gzip"; }}
-    server {{
-        listen 127.0.0.1:{port};
-        include {NGINX_SNIPPET};
-    }}
-}}
-"""
-    )
-    return config
 
 
 @pytest.fixture
@@ -53,24 +22,15 @@ def cached_service(content_dir, tmp_path):
     require(shutil.which("nginx") is not None, "nginx is not installed (apt-get install nginx)")
     # max-age 2 s so the test can watch a cached copy go stale and get revalidated
     with running_service(content_dir, tmp_path, env={"FEEDSVC_MAX_AGE": "2"}) as (service_url, _):
-        port = free_port()
-        config = nginx_config(tmp_path, port, service_url.removeprefix("http://"))
-        nginx = subprocess.Popen(["nginx", "-c", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            wait_for(f"http://127.0.0.1:{port}/healthz")
-            yield f"http://127.0.0.1:{port}", tmp_path / "access.log"
-        finally:
-            nginx.terminate()
-            nginx.wait(timeout=20)
-
-
-def get(url: str, headers: dict | None = None):
-    request = urllib.request.Request(url, headers=headers or {})
-    try:
-        with urllib.request.urlopen(request) as response:
-            return response.status, response.headers, response.read()
-    except urllib.error.HTTPError as error:
-        return error.code, error.headers, error.read()
+        http = f"""
+            log_format cache '$request_uri|$http_accept_encoding|$upstream_cache_status|$upstream_status|$status';
+            access_log {tmp_path}/access.log cache;
+            upstream feedsvc {{ server {service_url.removeprefix("http://")}; keepalive 8; }}
+            proxy_cache_path {tmp_path}/cache keys_zone=feedsvc:1m max_size=50m inactive=1h use_temp_path=off;
+            map $http_accept_encoding $feedsvc_encoding {{ default ""; "~*gzip" "gzip"; }}
+        """
+        with running_nginx(tmp_path, http, f"include {NGINX_SNIPPET};", "/healthz") as proxy:
+            yield proxy, tmp_path / "access.log"
 
 
 def log_lines(log: Path, count: int) -> list[list[str]]:
