@@ -16,6 +16,7 @@ from .representation import Headers, Representation, Variant
 
 NOT_MODIFIED = "304 Not Modified"
 PRECONDITION_FAILED = "412 Precondition Failed"
+_PRECONDITION_FAILED_HEADERS = (("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", "0"), ("Cache-Control", "no-store"))
 
 
 @lru_cache(maxsize=256)  # clients send a handful of distinct values; parse each once
@@ -72,7 +73,7 @@ def respond(representation: Representation, environ: dict) -> tuple[str, Headers
             return NOT_MODIFIED, held.not_modified_headers, b""
     chosen = select_variant(representation, environ)
     if _precondition_failed(representation, environ):
-        return PRECONDITION_FAILED, (("Content-Length", "0"), ("Cache-Control", "no-store")), b""
+        return PRECONDITION_FAILED, _PRECONDITION_FAILED_HEADERS, b""
     held = _unmodified_variant(representation, chosen, environ) if representation.by_etag else None
     if held is not None:
         return NOT_MODIFIED, held.not_modified_headers, b""

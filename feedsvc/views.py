@@ -38,7 +38,7 @@ def _response(representation: Representation) -> Response:
 def healthz() -> Response:
     """Report the content version being served and any content problem (JSON, never cached)."""
     status = get_publisher().status()
-    response = current_app.response_class(json.dumps(status), mimetype="application/json")
+    response = current_app.response_class(json.dumps(status), content_type="application/json; charset=utf-8")
     response.headers["Cache-Control"] = "no-store"
     return response
 

@@ -168,3 +168,25 @@ def test_if_match_uses_strong_comparison_and_fails_with_412(client):
     assert client.get("/feed.xml", headers={"If-Match": "*"}).status_code == 200
     assert client.get("/feed.xml", headers={"If-Match": '"other"'}).status_code == 412
     assert client.get("/feed.xml", headers={"If-Match": "W/" + etag}).status_code == 412
+
+
+def test_max_age_is_configurable_and_rss_ttl_follows(content_dir, monkeypatch):
+    from lxml import etree
+
+    from feedsvc import create_app
+
+    monkeypatch.setenv("FEEDSVC_MAX_AGE", "900")
+    client = create_app({"CONTENT_DIR": str(content_dir), "RELOAD_INTERVAL": 0}).test_client()
+    response = client.get("/feed.xml")
+    assert response.headers["Cache-Control"] == "public, max-age=900"
+    assert etree.fromstring(response.data).findtext("channel/ttl") == "15"
+    assert client.get("/").headers["Cache-Control"] == "public, max-age=900"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "headers"),
+    [("GET", "/healthz", {}), ("POST", "/feed.xml", {}), ("GET", "/nope", {}), ("GET", "/feed.xml", {"If-Match": '"x"'})],
+)
+def test_every_response_with_a_body_declares_its_charset(client, method, path, headers):
+    response = client.open(path, method=method, headers=headers)
+    assert "charset=utf-8" in response.headers["Content-Type"]
