@@ -144,6 +144,9 @@ def build_publication(content: Content, hub_url: str | None = None, previous: Pu
         documents[path] = build_representation(
             data, media_type, cache_control=IMMUTABLE_CACHE, extra_headers=(("X-Content-Type-Options", "nosniff"),)
         )
-    not_found = page(render_not_found(context), last_modified=None, status="404 Not Found")
+    # never cached: a path that is missing now may be published in a minute
+    not_found = build_representation(
+        render_not_found(context), HTML_TYPE, cache_control="no-store", extra_headers=HTML_SECURITY_HEADERS, status="404 Not Found"
+    )
     subscription_paths = tuple(path for spec in subscriptions.values() for path in _feed_paths(spec))
     return Publication(content, documents, not_found, subscription_paths, feed_specs, page_key)

@@ -190,3 +190,8 @@ def test_max_age_is_configurable_and_rss_ttl_follows(content_dir, monkeypatch):
 def test_every_response_with_a_body_declares_its_charset(client, method, path, headers):
     response = client.open(path, method=method, headers=headers)
     assert "charset=utf-8" in response.headers["Content-Type"]
+
+
+def test_the_404_page_is_never_cached(client):
+    # a cache holding a 404 would hide a post published a minute later
+    assert client.get("/posts/not-yet/").headers["Cache-Control"] == "no-store"
