@@ -1,6 +1,6 @@
 """Load benchmark: feedsvc vs a bare WSGI app (the Python ceiling) vs nginx static (the machine's ceiling).
 
-    python bench/run.py [--duration 5] [--connections 64] [--workers 1]
+    python bench/run.py [--duration 5] [--connections 64] [--workers 1] [--compare-gunicorn]
 
 The server under test is pinned to CPU 0 and wrk to CPU 1 (taskset), one server at a time. Needs wrk
 and nginx (Debian: apt-get install wrk nginx). Prints requests/s and p99 for /feed.xml 200, 200 gzip
@@ -244,6 +244,9 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=1, help="server worker processes (default: %(default)s)")
     parser.add_argument("--entries", type=int, default=10_000, help="size of the large content folder (default: %(default)s)")
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
+    parser.add_argument(
+        "--compare-gunicorn", action="store_true", help="also measure the app under gunicorn (pip install -r bench/requirements.txt)"
+    )
     args = parser.parse_args()
     for tool in ("wrk", "nginx", "taskset"):
         if shutil.which(tool) is None:
@@ -323,6 +326,21 @@ def main() -> int:
             f"  {', '.join(key):<40} 10: {sizes[10][key].requests_per_second:>9,.0f}   {args.entries:,}: {sizes[args.entries][key].requests_per_second:>9,.0f} req/s   ratio {ratio:4.2f}"
         )
         report.setdefault("content_size_ratios", {})[", ".join(key)] = round(ratio, 3)
+
+    if args.compare_gunicorn:
+        # the evidence behind the choice of server: the same app under gunicorn's sync workers
+        port = free_port()
+        env = {**os.environ, "FEEDSVC_CONTENT_DIR": str(ROOT / "content"), "FEEDSVC_BASE_URL": f"http://127.0.0.1:{port}"}
+        command = [sys.executable, "-m", "gunicorn", "--workers", str(args.workers), "--bind", f"127.0.0.1:{port}", "feedsvc.wsgi:app"]
+        with pinned(command, env, f"http://127.0.0.1:{port}/healthz", work / "gunicorn.log"):
+            gunicorn = measure_interleaved({"gunicorn": f"http://127.0.0.1:{port}"}, "/feed.xml", args, {"feed 200": {}})["gunicorn"]
+        print("\nthe same app under gunicorn (sync workers), for comparison")
+        for key, result in gunicorn.items():
+            print(
+                line(", ".join(key), result)
+                + f"   granian/gunicorn {results['service'][key].requests_per_second / result.requests_per_second:4.1f}x"
+            )
+        report["gunicorn"] = {", ".join(k): vars(v) for k, v in gunicorn.items()}
 
     errors = sum(r.errors for group in (*results.values(), landing, *sizes.values()) for r in group.values())
     print(f"\nsocket errors / non-2xx-3xx responses: {errors}")
