@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -70,3 +71,24 @@ def test_serve_runs_the_production_server_with_links_to_itself(content_dir):
         for entry in parsed.entries:
             with urllib.request.urlopen(entry.link) as page:
                 assert page.status == 200
+
+
+@pytest.mark.integration
+def test_serve_logs_a_broken_edit_once_and_its_fix(content_dir):
+    import time
+
+    with running_service(content_dir, content_dir.parent) as (base, _):
+        broken = content_dir / "posts" / "broken.md"
+        broken.write_text("---\nid: x\n")
+        log = next(content_dir.parent.glob("serve-*.log"))
+        deadline = time.monotonic() + 10
+        while "content problems fixed" not in log.read_text():
+            if "front matter: missing" in log.read_text() and broken.exists():
+                broken.unlink()
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.1)
+        text = log.read_text()
+        assert text.count(f"{broken}: front matter: missing") == 1
+        assert "ERROR feedsvc.publisher: content not reloaded" in text
+        with urllib.request.urlopen(base + "/healthz") as response:
+            assert json.loads(response.read())["status"] == "ok"
