@@ -74,6 +74,20 @@ def build(args: argparse.Namespace) -> int:
     return 0
 
 
+def _count(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not at least 1")
+    return value
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 0 < value < 65536:
+        raise argparse.ArgumentTypeError(f"{value} is not a TCP port (1-65535)")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parse the command line and run a subcommand."""
     parser = argparse.ArgumentParser(prog="python -m feedsvc", description="Publish Markdown content as RSS, Atom and JSON Feed.")
@@ -86,9 +100,9 @@ def main(argv: list[str] | None = None) -> int:
 
     serve_parser = commands.add_parser("serve", help="run the production server")
     serve_parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s)")
-    serve_parser.add_argument("--port", type=int, default=8000, help="port (default: %(default)s)")
+    serve_parser.add_argument("--port", type=_port, default=8000, help="port (default: %(default)s)")
     serve_parser.add_argument(
-        "--workers", type=int, default=os.cpu_count() or 1, help="worker processes (default: one per core, %(default)s)"
+        "--workers", type=_count, default=os.cpu_count() or 1, help="worker processes (default: one per core, %(default)s)"
     )
     serve_parser.add_argument("--content", default=default_content, help="content folder (default: %(default)s)")
     serve_parser.set_defaults(run=serve)

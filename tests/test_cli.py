@@ -92,3 +92,9 @@ def test_serve_logs_a_broken_edit_once_and_its_fix(content_dir):
         assert "ERROR feedsvc.publisher: content not reloaded" in text
         with urllib.request.urlopen(base + "/healthz") as response:
             assert json.loads(response.read())["status"] == "ok"
+
+
+@pytest.mark.parametrize(("option", "value", "words"), [("--workers", "0", "is not at least 1"), ("--port", "70000", "is not a TCP port")])
+def test_serve_rejects_impossible_options_clearly(option, value, words):
+    result = _run("serve", option, value)
+    assert result.returncode == 2 and words in result.stderr and "Traceback" not in result.stderr
