@@ -8,7 +8,9 @@ from typing import Any
 
 from flask import Flask
 
+from . import views
 from .config import DEFAULTS, config_from_env, site_overrides
+from .fastpath import FastPath
 from .publisher import Publisher
 from .websub import HubNotifier
 
@@ -27,8 +29,6 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.extensions["feedsvc"] = publisher
     app.extensions["feedsvc.websub"] = notifier
 
-    from . import views
-
     app.register_blueprint(views.bp)
     app.register_error_handler(404, views.not_found)
     app.register_error_handler(500, views.server_error)
@@ -37,6 +37,3 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     if app.config["RELOAD_INTERVAL"]:
         publisher.watch(app.config["RELOAD_INTERVAL"])
     return app
-
-
-from .fastpath import FastPath  # noqa: E402

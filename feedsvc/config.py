@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 DEFAULTS: dict[str, Any] = {
     "CONTENT_DIR": "content",
@@ -20,6 +21,16 @@ DEFAULTS: dict[str, Any] = {
     # WebSub hub to advertise and to notify of every change (None: no push)
     "HUB_URL": None,
 }
+
+
+def absolute_url(value: str) -> str:
+    """Accept only an absolute http(s) URL."""
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(value)
+    return value
+
+
 _PARSERS = {
     "CONTENT_DIR": str,
     "RELOAD_INTERVAL": float,
@@ -27,7 +38,7 @@ _PARSERS = {
     "BASE_URL": str,
     "MAX_AGE": int,
     "ITEM_LIMIT": int,
-    "HUB_URL": str,
+    "HUB_URL": absolute_url,
 }
 # configuration key -> site-file field it overrides
 SITE_OVERRIDES = {"BASE_URL": "base_url", "MAX_AGE": "max_age", "ITEM_LIMIT": "item_limit"}
@@ -46,7 +57,8 @@ def config_from_env(environ: Mapping[str, str] = os.environ) -> dict[str, Any]:
             try:
                 config[key] = parse(environ[name])
             except ValueError:
-                raise ConfigError(f"{name}={environ[name]!r} is not a valid {parse.__name__}") from None
+                kind = "absolute http(s) URL" if parse is absolute_url else parse.__name__
+                raise ConfigError(f"{name}={environ[name]!r} is not a valid {kind}") from None
     return config
 
 

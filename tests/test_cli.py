@@ -98,3 +98,9 @@ def test_serve_logs_a_broken_edit_once_and_its_fix(content_dir):
 def test_serve_rejects_impossible_options_clearly(option, value, words):
     result = _run("serve", option, value)
     assert result.returncode == 2 and words in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_relative_hub_url_is_refused():
+    result = _run("check", env={"FEEDSVC_HUB_URL": "hub.example.com"})
+    assert result.returncode == 1
+    assert "FEEDSVC_HUB_URL='hub.example.com' is not a valid absolute http(s) URL" in result.stderr
