@@ -62,7 +62,9 @@ def test_posts_keep_the_calendar_date_written_on_the_page(bundled):
 
 def test_article_has_lede_every_heading_every_list_and_the_closing_advice(bundled):
     article = bundled.entries[0]
-    assert article.summary.startswith("A groundbreaking treatment, or a risky gamble?")
+    lede = "A groundbreaking treatment, or a risky gamble? We delve into the complexities of ketamine therapy for severe depression."
+    assert article.summary == lede  # the first paragraph, as plain text
+    assert article.body_html.startswith(f"<p>{lede}</p>")  # and part of the full content
     for heading in [
         "Ketamine: Beyond the Party Drug",
         "How Does Ketamine Therapy Work?",
