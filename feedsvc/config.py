@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import urlsplit
+
+from .models import is_absolute_http_url
 
 DEFAULTS: dict[str, Any] = {
     "CONTENT_DIR": "content",
@@ -25,8 +26,7 @@ DEFAULTS: dict[str, Any] = {
 
 def absolute_url(value: str) -> str:
     """Accept only an absolute http(s) URL."""
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
+    if not is_absolute_http_url(value):
         raise ValueError(value)
     return value
 

@@ -14,14 +14,14 @@ from dataclasses import dataclass
 from datetime import datetime, tzinfo
 from pathlib import Path
 from typing import Any
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urljoin
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from dateutil import parser as date_parser
 from markdown_it import MarkdownIt
 
-from .models import Content, Entry, Section, Site, entry_path, sort_newest_first, strip_xml_illegal
+from .models import Content, Entry, Section, Site, entry_path, is_absolute_http_url, sort_newest_first, strip_xml_illegal
 
 SITE_FILE = "site.yaml"
 ENTRY_GLOB = "*.md"
@@ -117,8 +117,7 @@ def _timezone(value: Any) -> tzinfo:
 
 def _base_url(value: Any) -> str:
     url = _required_text(value).rstrip("/")
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
+    if not is_absolute_http_url(url):
         raise _FieldError(f"{url!r} is not an absolute http(s) URL such as 'https://news.example.com'")
     return url
 
@@ -384,9 +383,10 @@ def load_content(directory: str | Path, overrides: Mapping[str, Any] | None = No
         raw = _read_bytes(path, problems)
         if raw is None:
             continue
-        digest.update(str(path.relative_to(directory)).encode() + b"\0" + raw)
+        file_digest = hashlib.sha256(raw).digest()
+        digest.update(str(path.relative_to(directory)).encode() + b"\0" + file_digest)
         # an unchanged file (same name, bytes and site settings) reuses its earlier parse
-        key = (str(path), hashlib.sha256(raw).digest(), site)
+        key = (str(path), file_digest, site)
         entry = parsed.get(key) if parsed is not None else None
         if entry is None:
             entry = _parse_entry(str(path), path.stem, raw, site, problems)

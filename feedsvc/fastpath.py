@@ -8,7 +8,7 @@ conditional.respond, which the Flask views use too, so both answer alike (tests 
 
 from __future__ import annotations
 
-from .conditional import accepts_gzip, respond
+from .conditional import respond, select_variant
 from .publisher import Publisher
 
 
@@ -27,10 +27,7 @@ class FastPath:
                 if "HTTP_IF_NONE_MATCH" in environ or "HTTP_IF_MODIFIED_SINCE" in environ or "HTTP_IF_MATCH" in environ:
                     status, headers, body = respond(representation, environ)
                 else:  # an unconditional GET: only the content coding to choose
-                    accept_encoding = environ.get("HTTP_ACCEPT_ENCODING")
-                    variant = representation.identity
-                    if accept_encoding and representation.gzip is not None and accepts_gzip(accept_encoding):
-                        variant = representation.gzip
+                    variant = select_variant(representation, environ)
                     status, headers, body = representation.status, variant.headers, variant.body if method == "GET" else b""
                 start_response(status, list(headers))
                 return [body]

@@ -5,12 +5,19 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
+from urllib.parse import urlsplit
 
 # XML 1.0 §2.2: characters outside the Char production (C0 controls but tab/newline/CR, lone
 # surrogates, U+FFFE/U+FFFF) make a document ill-formed; the "discouraged" ones (DEL, C1 controls,
 # noncharacters) are legal but mangled by readers (feedparser maps C1 to cp1252), so they go too.
 _NONCHARACTERS = "".join(f"{chr(plane << 16 | 0xFFFE)}{chr(plane << 16 | 0xFFFF)}" for plane in range(1, 17))
 _XML_ILLEGAL = re.compile(f"[^\t\n\r\x20-\x7e\xa0-\ud7ff\ue000-\ufdcf\ufdf0-\ufffd\U00010000-\U0010ffff]|[{_NONCHARACTERS}]")
+
+
+def is_absolute_http_url(url: str) -> bool:
+    """Tell whether ``url`` is an absolute http(s) URL without query or fragment."""
+    parts = urlsplit(url)
+    return parts.scheme in ("http", "https") and bool(parts.netloc) and not parts.query and not parts.fragment
 
 
 def strip_xml_illegal(text: str) -> str:

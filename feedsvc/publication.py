@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cache
 from importlib import resources
 
 from .feeds import ARCHIVE_MAX_AGE, ATOM_TYPE, JSON_FEED_TYPE, RSS_TYPE, FeedSpec, render_json_feed, render_xml_feeds, site_feeds
@@ -62,14 +63,18 @@ class Publication:
         return self.documents.keys() | self.feed_specs.keys()
 
 
-def _hashed_assets() -> dict[str, tuple[str, bytes, str]]:
-    """Return asset name -> (hashed site path, bytes, media type)."""
+@cache  # packaged files: read, hash and compress once per process, not per content version
+def _asset_documents() -> dict[str, tuple[str, Representation]]:
+    """Return asset name -> (hashed site path, representation)."""
     assets = {}
     for name, media_type in _ASSETS.items():
         data = resources.files("feedsvc").joinpath(f"static/{name}").read_bytes()
         stem, _, suffix = name.rpartition(".")
         digest = hashlib.sha256(data).hexdigest()[:12]
-        assets[name] = (f"/static/{stem}.{digest}.{suffix}", data, media_type)
+        representation = build_representation(
+            data, media_type, cache_control=IMMUTABLE_CACHE, extra_headers=(("X-Content-Type-Options", "nosniff"),)
+        )
+        assets[name] = (f"/static/{stem}.{digest}.{suffix}", representation)
     return assets
 
 
@@ -108,7 +113,7 @@ def build_publication(content: Content, hub_url: str | None = None, previous: Pu
     cache_control = FEED_CACHE.format(max_age=site.max_age)
     specs = site_feeds(content, hub_url)
     site_spec = specs[0]
-    assets = _hashed_assets()
+    assets = _asset_documents()
     subscriptions = {spec.path_prefix: spec for spec in specs if not spec.history.is_archive}
     context = page_context(
         content=content,
@@ -119,9 +124,9 @@ def build_publication(content: Content, hub_url: str | None = None, previous: Pu
     )
     page_key = (site, context.feeds, context.stylesheet_url, context.icon_url)
 
-    def page(body: bytes, last_modified=site_spec.updated, status="200 OK") -> Representation:
+    def page(body: bytes, last_modified=site_spec.updated) -> Representation:
         return build_representation(
-            body, HTML_TYPE, cache_control=cache_control, last_modified=last_modified, extra_headers=HTML_SECURITY_HEADERS, status=status
+            body, HTML_TYPE, cache_control=cache_control, last_modified=last_modified, extra_headers=HTML_SECURITY_HEADERS
         )
 
     documents: dict[str, Representation] = {}
@@ -140,10 +145,7 @@ def build_publication(content: Content, hub_url: str | None = None, previous: Pu
             documents[entry.path] = previous.documents[entry.path]
         else:
             documents[entry.path] = page(render_entry(context, entry), last_modified=entry.updated)
-    for path, data, media_type in assets.values():
-        documents[path] = build_representation(
-            data, media_type, cache_control=IMMUTABLE_CACHE, extra_headers=(("X-Content-Type-Options", "nosniff"),)
-        )
+    documents.update(assets.values())
     # never cached: a path that is missing now may be published in a minute
     not_found = build_representation(
         render_not_found(context), HTML_TYPE, cache_control="no-store", extra_headers=HTML_SECURITY_HEADERS, status="404 Not Found"

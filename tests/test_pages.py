@@ -115,3 +115,25 @@ def test_every_page_is_under_10_kb_gzipped(app):
     assert len(pages) == 12
     for path, representation in pages.items():
         assert len(representation.gzip.body) < 10 * 1024, path
+
+
+def test_entry_pages_carry_open_graph_metadata(client):
+    page = _page(client, "/posts/ketamine-therapy-high-risk-high-reward-for-severe-depression/")
+    meta = {m.get("property"): m.get("content") for m in page.xpath("//head/meta[@property]")}
+    assert meta["og:type"] == "article"
+    assert meta["og:title"] == "Ketamine Therapy: High Risk, High Reward for Severe Depression?"
+    assert meta["og:url"] == f"{BASE}/posts/ketamine-therapy-high-risk-high-reward-for-severe-depression/"
+    assert meta["og:site_name"] == "Best Website"
+    assert meta["og:description"].startswith("A groundbreaking treatment")
+    assert meta["article:published_time"] == "2025-07-07T19:00:00+00:00"
+    assert meta["article:section"] == "Articles"
+
+
+def test_assets_have_content_hashed_names_and_are_cached_forever(client, content_dir):
+    import hashlib
+
+    url = _page(client, "/").xpath("//link[@rel='stylesheet']/@href")[0]
+    response = client.get(url.removeprefix(BASE))
+    assert response.headers["Cache-Control"] == "public, max-age=31536000, immutable"
+    assert response.headers["Content-Type"] == "text/css; charset=utf-8"
+    assert hashlib.sha256(response.data).hexdigest()[:12] in url  # a new name whenever the bytes change
