@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 from flask import Flask
@@ -12,6 +11,7 @@ from . import views
 from .config import DEFAULTS, config_from_env, site_overrides
 from .fastpath import FastPath
 from .publisher import Publisher
+from .store import Store, default_state_dir
 from .websub import HubNotifier
 
 
@@ -24,8 +24,11 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         app.config.update(test_config)
 
     hub_url = app.config["HUB_URL"]
-    notifier = HubNotifier(hub_url, claim_key=str(Path(app.config["CONTENT_DIR"]).resolve())) if hub_url else None
-    publisher = Publisher(app.config["CONTENT_DIR"], site_overrides(app.config), hub_url, notifier.on_new_version if notifier else None)
+    store = Store(app.config["STATE_DIR"] or default_state_dir(app.config["CONTENT_DIR"]), clock=app.config["CLOCK"])
+    notifier = HubNotifier(hub_url, store) if hub_url else None
+    publisher = Publisher(
+        app.config["CONTENT_DIR"], site_overrides(app.config), hub_url, store, notifier.on_new_version if notifier else None
+    )
     app.extensions["feedsvc"] = publisher
     app.extensions["feedsvc.websub"] = notifier
 

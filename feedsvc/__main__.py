@@ -1,4 +1,4 @@
-"""Command line: ``python -m feedsvc check|serve|build``."""
+"""Command line: ``python -m feedsvc check|serve|build|nginx-config``."""
 
 from __future__ import annotations
 
@@ -8,41 +8,64 @@ import sys
 from pathlib import Path
 
 from .config import ConfigError, config_from_env, site_overrides
-from .content import SITE_DEFAULTS, ContentError, load_content
+from .content import SITE_DEFAULTS, ContentError, Problem, load_content, shorten
 from .export import export_publication
-from .models import Content
-from .publication import build_publication
+from .nginx import static_site_config
+from .publication import Publication, Stamper, build_publication
+from .store import StateError, Store, default_state_dir
+from .websub import HubNotifier
 
 
-def _load(directory: str) -> Content | None:
-    """Load and validate content, printing every problem; None when there are any."""
+def _load(directory: str, stamp: Stamper | None = None) -> Publication | None:
+    """Load, validate and render content exactly as the service does, printing every problem; None when there are any.
+
+    Every document is rendered, archive pages too, so whatever ``check`` accepts, ``serve`` serves.
+    """
     try:
-        return load_content(directory, site_overrides(config_from_env()))
+        config = config_from_env()
+        publication = build_publication(load_content(directory, site_overrides(config)), config.get("HUB_URL"), stamp=stamp)
+        for path in sorted(publication.paths()):
+            publication.document(path)
+        return publication
     except ContentError as error:
-        for problem in error.problems:
-            print(problem, file=sys.stderr)
-        print(f"{len(error.problems)} problem(s) in {directory}", file=sys.stderr)
+        problems = error.problems
     except ConfigError as error:
         print(f"environment: {error}", file=sys.stderr)
+        return None
+    except Exception as error:  # a library choking on odd input: still one line naming what failed
+        problems = (Problem("(build)", type(error).__name__, shorten(str(error) or "failed", 200)),)
+    for problem in problems:
+        # in a terminal, a path that opens from where the command ran
+        where = problem.file if problem.file in ("environment", "(build)") else Path(directory, problem.file)
+        print(f"{where}: {problem.field}: {problem.message}", file=sys.stderr)
+    print(f"{len(problems)} problem(s) in {directory}", file=sys.stderr)
     return None
 
 
 def check(args: argparse.Namespace) -> int:
-    """Validate a content folder: print FILE: FIELD: problem lines, exit 1 on any."""
-    content = _load(args.content)
-    if content is None:
+    """Validate a content folder: print FILE: FIELD: problem lines (files relative to the folder), exit 1 on any."""
+    publication = _load(args.content)
+    if publication is None:
         return 1
-    print(f"{args.content}: {len(content.entries)} entries, no problems (version {content.version})")
+    content = publication.content
+    print(f"{args.content}: {len(content.entries)} entries, {len(publication.paths())} documents, no problems (version {content.version})")
     return 0
 
 
 def serve(args: argparse.Namespace) -> int:
     """Run the production server (granian, WSGI) on validated content."""
-    os.environ["FEEDSVC_CONTENT_DIR"] = str(Path(args.content).resolve())
+    # absolute, not resolved: a `current -> releases/N` symlink keeps working (and keeps its state)
+    os.environ["FEEDSVC_CONTENT_DIR"] = str(Path(args.content).absolute())
     os.environ.pop("FLASK_DEBUG", None)  # debug mode is for `flask run`, never for serve
-    content = _load(args.content)
-    if content is None:
+    try:
+        Store(config_from_env().get("STATE_DIR") or default_state_dir(args.content))
+    except (ConfigError, StateError) as error:
+        print(f"environment: {error}", file=sys.stderr)
+        return 1
+    publication = _load(args.content)
+    if publication is None:
         return 1  # refuse to start: the messages above say what to fix
+    content = publication.content
     if content.site.base_url == SITE_DEFAULTS["base_url"] and args.port != 8000:
         # nobody configured a public URL: make links point at this local server
         os.environ["FEEDSVC_BASE_URL"] = f"http://127.0.0.1:{args.port}"
@@ -65,12 +88,39 @@ def serve(args: argparse.Namespace) -> int:
 
 def build(args: argparse.Namespace) -> int:
     """Write a static export of every document (byte-identical to what the service serves)."""
-    content = _load(args.content)
-    if content is None:
+    try:
+        config = config_from_env()
+        store = Store(config.get("STATE_DIR") or default_state_dir(args.content))
+    except (ConfigError, StateError) as error:
+        print(f"environment: {error}", file=sys.stderr)
+        return 1
+    publication = _load(args.content, lambda etags: store.last_modified(etags))
+    if publication is None:
         return 1  # nothing written: a previous export stays as it was
-    config = config_from_env()
-    count = export_publication(build_publication(content, config.get("HUB_URL")), args.out)
+    count = export_publication(publication, args.out)
+    content = publication.content
     print(f"{args.out}: {count} documents from {len(content.entries)} entries (version {content.version})")
+    hub_url = config.get("HUB_URL")
+    if hub_url:  # the export is in place: now the hub may fetch it
+        notifier = HubNotifier(hub_url, store)
+        notifier.announce(publication)
+        notifier.wait()
+    return 0
+
+
+def nginx_config(args: argparse.Namespace) -> int:
+    """Print the nginx directives that serve a static export of this site like the live service."""
+    try:
+        config = config_from_env()
+        site = load_content(args.content, site_overrides(config)).site
+    except ConfigError as error:
+        print(f"environment: {error}", file=sys.stderr)
+        return 1
+    except ContentError as error:
+        for problem in error.problems:
+            print(problem, file=sys.stderr)
+        return 1
+    sys.stdout.write(static_site_config(site, config.get("HUB_URL")))
     return 0
 
 
@@ -111,6 +161,10 @@ def main(argv: list[str] | None = None) -> int:
     build_parser.add_argument("out", help="output folder (replaced atomically when the export is complete)")
     build_parser.add_argument("--content", default=default_content, help="content folder (default: %(default)s)")
     build_parser.set_defaults(run=build)
+
+    nginx_parser = commands.add_parser("nginx-config", help="print nginx directives that serve a static export like the service")
+    nginx_parser.add_argument("--content", default=default_content, help="content folder (default: %(default)s)")
+    nginx_parser.set_defaults(run=nginx_config)
 
     args = parser.parse_args(argv)
     return args.run(args)

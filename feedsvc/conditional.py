@@ -1,15 +1,15 @@
 """Choose the answer to GET/HEAD for a pre-built Representation: content coding and RFC 9110 §13 conditionals.
 
-Shared by the WSGI fast path and the Flask views, so both behave identically. The common poll
-(a reader echoing the exact ETag it was given) is answered by string comparison; everything else
-goes through Werkzeug's parsers.
+The one place that decides every conditional answer, for the WSGI fast path and the Flask views
+alike. The common poll (a reader echoing the exact ETag it was given) is answered by string
+comparison; everything else goes through Werkzeug's parsers.
 """
 
 from __future__ import annotations
 
 from functools import lru_cache
 
-from werkzeug.http import parse_accept_header, parse_etags
+from werkzeug.http import parse_accept_header, parse_date, parse_etags
 from werkzeug.sansio.http import is_resource_modified
 
 from .representation import Headers, Representation, Variant
@@ -21,9 +21,17 @@ _PRECONDITION_FAILED_HEADERS = (("Content-Type", "text/plain; charset=utf-8"), (
 
 @lru_cache(maxsize=256)  # clients send a handful of distinct values; parse each once
 def accepts_gzip(accept_encoding: str) -> bool:
-    """Tell whether an Accept-Encoding value admits gzip (q-values honoured, RFC 9110 §12.5.3)."""
-    accepted = parse_accept_header(accept_encoding)
-    return max(accepted.quality("gzip"), accepted.quality("x-gzip")) > 0
+    """Tell whether an Accept-Encoding value admits gzip (RFC 9110 §12.5.3).
+
+    A coding named explicitly decides, whatever "*" says: "gzip;q=0, *" means never gzip.
+    """
+    qualities: dict[str, float] = {}
+    for coding, quality in parse_accept_header(accept_encoding):
+        qualities.setdefault(coding.lower(), quality)
+    for coding in ("gzip", "x-gzip", "*"):
+        if coding in qualities:
+            return qualities[coding] > 0
+    return False
 
 
 def select_variant(representation: Representation, environ: dict) -> Variant:
@@ -34,48 +42,54 @@ def select_variant(representation: Representation, environ: dict) -> Variant:
     return representation.identity
 
 
-def _unmodified_variant(representation: Representation, chosen: Variant, environ: dict) -> Variant | None:
-    """Return the variant the client already holds, or None when it must get a full response.
+def _if_match_fails(chosen: Variant, value: str) -> bool:
+    """RFC 9110 §13.1.1: strong comparison with the selected representation's tag; "*" matches any."""
+    tags = parse_etags(value)
+    return not (tags.star_tag or tags.contains(chosen.etag.strip('"')))
 
-    If-None-Match takes precedence over If-Modified-Since (RFC 9110 §13.2.2); a tag of any of our
-    encodings matches, so a client (or cache) holding the gzip bytes is not sent them again just
-    because it validates with a different Accept-Encoding (the Apache "-gzip" ETag bug).
+
+def _if_unmodified_since_fails(representation: Representation, value: str) -> bool:
+    """RFC 9110 §13.1.4: fails when the document changed after the date; an invalid date is ignored."""
+    since = parse_date(value)
+    return since is not None and representation.last_modified is not None and representation.last_modified > since
+
+
+def evaluate_preconditions(representation: Representation, chosen: Variant, environ: dict) -> str | None:
+    """Return 412, 304 or None (send the representation), evaluating in RFC 9110 §13.2.2 order.
+
+    An entity tag matches only the representation it names: the selected variant's.
     """
-    if environ.get("HTTP_IF_NONE_MATCH") is None and environ.get("HTTP_IF_MODIFIED_SINCE") is None:
-        return None
-    for variant in (chosen, *representation.variants):
-        # If-Match is decided in respond(); werkzeug's helper would read a failed If-Match as "not modified"
-        if not is_resource_modified(
-            http_if_none_match=environ.get("HTTP_IF_NONE_MATCH"),
-            http_if_modified_since=environ.get("HTTP_IF_MODIFIED_SINCE"),
-            etag=variant.etag,
-            last_modified=representation.last_modified,
-        ):
-            return variant
-    return None
-
-
-def _precondition_failed(representation: Representation, environ: dict) -> bool:
-    """Evaluate If-Match (RFC 9110 §13.1.1: strong comparison, first in precedence)."""
     if_match = environ.get("HTTP_IF_MATCH")
-    if if_match is None or not representation.by_etag:
-        return False
-    tags = parse_etags(if_match)
-    return not (tags.star_tag or any(tags.contains(variant.etag.strip('"')) for variant in representation.variants))
+    if if_match is not None:  # step 1
+        if _if_match_fails(chosen, if_match):
+            return PRECONDITION_FAILED
+    elif environ.get("HTTP_IF_UNMODIFIED_SINCE") is not None:  # step 2
+        if _if_unmodified_since_fails(representation, environ["HTTP_IF_UNMODIFIED_SINCE"]):
+            return PRECONDITION_FAILED
+    # steps 3 and 4 (If-None-Match decides when present, else If-Modified-Since), by Werkzeug
+    if_none_match, if_modified_since = environ.get("HTTP_IF_NONE_MATCH"), environ.get("HTTP_IF_MODIFIED_SINCE")
+    if (if_none_match is not None or if_modified_since is not None) and not is_resource_modified(
+        http_if_none_match=if_none_match,
+        http_if_modified_since=if_modified_since,
+        etag=chosen.etag,
+        last_modified=representation.last_modified,
+    ):
+        return NOT_MODIFIED
+    return None
 
 
 def respond(representation: Representation, environ: dict) -> tuple[str, Headers, bytes]:
     """Return status, headers and body for a GET or HEAD of this representation."""
-    if_none_match = environ.get("HTTP_IF_NONE_MATCH")
-    if if_none_match is not None:
-        held = representation.by_etag.get(if_none_match)  # the common poll: one dict lookup
-        if held is not None:
-            return NOT_MODIFIED, held.not_modified_headers, b""
     chosen = select_variant(representation, environ)
-    if _precondition_failed(representation, environ):
-        return PRECONDITION_FAILED, _PRECONDITION_FAILED_HEADERS, b""
-    held = _unmodified_variant(representation, chosen, environ) if representation.by_etag else None
-    if held is not None:
-        return NOT_MODIFIED, held.not_modified_headers, b""
+    if representation.validates:
+        if_none_match = environ.get("HTTP_IF_NONE_MATCH")
+        # the common poll echoes the exact tag it got: one comparison, when nothing outranks it
+        if if_none_match == chosen.etag and "HTTP_IF_MATCH" not in environ and "HTTP_IF_UNMODIFIED_SINCE" not in environ:
+            return NOT_MODIFIED, chosen.not_modified_headers, b""
+        outcome = evaluate_preconditions(representation, chosen, environ)
+        if outcome == PRECONDITION_FAILED:
+            return PRECONDITION_FAILED, _PRECONDITION_FAILED_HEADERS, b""
+        if outcome == NOT_MODIFIED:
+            return NOT_MODIFIED, chosen.not_modified_headers, b""
     body = b"" if environ["REQUEST_METHOD"] == "HEAD" else chosen.body
     return representation.status, chosen.headers, body

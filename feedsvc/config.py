@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import os
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -10,8 +12,11 @@ from .models import is_absolute_http_url
 
 DEFAULTS: dict[str, Any] = {
     "CONTENT_DIR": "content",
-    # edits to the content folder are served after this many seconds of quiet (a burst of
-    # writes from one save is one reload); 0 turns live reloading off
+    # durable state shared by all workers (store.py); None: one folder per content folder under
+    # $XDG_STATE_HOME/feedsvc (~/.local/state/feedsvc)
+    "STATE_DIR": None,
+    # the file events of one save are grouped into one reload: events are collected until 50 ms
+    # pass without one, for at most this many seconds; 0 turns live reloading off
     "RELOAD_INTERVAL": 0.3,
     # serve pre-built documents from a bare WSGI layer in front of Flask (see fastpath.py)
     "FAST_PATH": True,
@@ -21,6 +26,8 @@ DEFAULTS: dict[str, Any] = {
     "ITEM_LIMIT": None,
     # WebSub hub to advertise and to notify of every change (None: no push)
     "HUB_URL": None,
+    # wall clock for Last-Modified stamps (tests inject one; never from the environment)
+    "CLOCK": time.time,
 }
 
 
@@ -31,9 +38,18 @@ def absolute_url(value: str) -> str:
     return value
 
 
+def seconds(value: str) -> float:
+    """Accept a finite, non-negative number of seconds."""
+    number = float(value)
+    if not math.isfinite(number) or number < 0:
+        raise ValueError(value)
+    return number
+
+
 _PARSERS = {
     "CONTENT_DIR": str,
-    "RELOAD_INTERVAL": float,
+    "STATE_DIR": str,
+    "RELOAD_INTERVAL": seconds,
     "FAST_PATH": lambda value: value.strip().lower() not in ("0", "false", "no", "off", ""),
     "BASE_URL": str,
     "MAX_AGE": int,
@@ -57,7 +73,7 @@ def config_from_env(environ: Mapping[str, str] = os.environ) -> dict[str, Any]:
             try:
                 config[key] = parse(environ[name])
             except ValueError:
-                kind = "absolute http(s) URL" if parse is absolute_url else parse.__name__
+                kind = {absolute_url: "absolute http(s) URL", seconds: "number of seconds (0 or more)"}.get(parse, parse.__name__)
                 raise ConfigError(f"{name}={environ[name]!r} is not a valid {kind}") from None
     return config
 

@@ -11,8 +11,8 @@ import re
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, tzinfo
-from pathlib import Path
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
+from pathlib import Path, PurePath
 from typing import Any
 from urllib.parse import urljoin
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -24,7 +24,9 @@ from markdown_it import MarkdownIt
 from .models import Content, Entry, Section, Site, entry_path, is_absolute_http_url, sort_newest_first, strip_xml_illegal
 
 SITE_FILE = "site.yaml"
-ENTRY_GLOB = "*.md"
+ENTRY_SUFFIX = ".md"
+# Documentation that may live beside the entries; never an entry.
+NOT_ENTRIES = frozenset({"readme.md"})
 _SLUG = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 _URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:\S+$")
 
@@ -122,6 +124,13 @@ def _base_url(value: Any) -> str:
     return url
 
 
+def _archive_period(value: Any) -> str:
+    period = _required_text(value)
+    if period not in ("day", "month"):
+        raise _FieldError(f"{period!r} is not an archive period; use 'day' (news sites) or 'month' (a few posts a month)")
+    return period
+
+
 def _sections(value: Any) -> tuple[Section, ...]:
     if not isinstance(value, Mapping) or not value:
         raise _FieldError("must map each section key to its title, e.g. 'featured: Featured Posts'")
@@ -134,22 +143,80 @@ def _sections(value: Any) -> tuple[Section, ...]:
     return tuple(sections)
 
 
+# Every output format can write these (RFC 822 needs four-digit years; Atom/JSON need RFC 3339).
+EARLIEST_DATE = datetime(1000, 1, 2, tzinfo=UTC)
+LATEST_DATE = datetime(9999, 12, 30, tzinfo=UTC)
+_UTC_NAMES = frozenset({"UTC", "GMT", "UT", "Z"})
+# "GMT+3" means UTC-3 to POSIX and dateutil, and UTC+3 to most people: refuse to guess.
+_NAMED_OFFSET = re.compile(r"(?i)\b(?:GMT|UTC|UT)\s*[+-]\s*\d")
+# Two far-apart defaults: a part of the date that the text leaves out shows up as a difference.
+_DEFAULTS = (datetime(2000, 1, 1), datetime(2003, 12, 28))
+_DATE_EXAMPLE = "write it like 'Jul 07, 2025 18:00' or '2025-07-07T18:00:00+01:00'"
+
+
+def _fixed_offset(name: str | None, offset: int | None) -> tzinfo | None:
+    """dateutil's tzinfos hook: accept numeric offsets and UTC's names, refuse abbreviations like 'PST'."""
+    if name is not None and name.upper() not in _UTC_NAMES:
+        raise _FieldError(f"time-zone abbreviation {name!r} is ambiguous; write the UTC offset instead, e.g. '+01:00' or '-08:00'")
+    if offset is None:
+        return UTC if name is not None else None
+    return timezone(timedelta(seconds=offset)) if offset else UTC
+
+
+def _shares_a_part(parsed: datetime, default: datetime) -> bool:
+    return parsed.year == default.year or parsed.month == default.month or parsed.day == default.day
+
+
+def _localize(naive: datetime, zone: tzinfo, text: str) -> datetime:
+    """Attach the site's zone to a date written without an offset, refusing DST gaps and overlaps."""
+    early, late = naive.replace(tzinfo=zone, fold=0), naive.replace(tzinfo=zone, fold=1)
+    if early.utcoffset() != late.utcoffset():
+        # PEP 495: fold tells the two readings apart; they differ only in a gap or an overlap
+        round_trip = early.astimezone(UTC).astimezone(zone).replace(tzinfo=None)
+        what = "does not exist (the clocks skip it)" if round_trip != naive else "happens twice (the clocks go back)"
+        example = early.isoformat(timespec="minutes")
+        raise _FieldError(f"{text!r} {what} in {zone}; write the UTC offset you mean, e.g. '{example}'")
+    return early
+
+
 def _date_in(zone: tzinfo) -> Callable[[Any], datetime]:
-    """Parse a date as written ('Jul 07, 2025 18:00'); naive dates are in the site's time zone."""
+    """Parse a complete date as written ('Jul 07, 2025 18:00'); naive dates are in the site's time zone.
+
+    python-dateutil completes partial dates from today ('Jul 07', '19:00', 'Monday'); parsing with
+    two different defaults exposes that, so the result never depends on the day the process started.
+    """
 
     def convert(value: Any) -> datetime:
         text = _required_text(value)
+        if _NAMED_OFFSET.search(text):
+            raise _FieldError(f"{text!r} mixes a zone name with an offset; write the offset alone, e.g. '+03:00'")
         try:
-            parsed = date_parser.parse(text)
-        except (ValueError, OverflowError):
-            raise _FieldError(f"{text!r} is not a date; write it like 'Jul 07, 2025 18:00' or '2025-07-07T18:00:00+01:00'") from None
-        return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=zone)
+            first = date_parser.parse(text, default=_DEFAULTS[0], tzinfos=_fixed_offset)
+            # a part equal to the default may have come from it: only then is a second parse needed
+            if (
+                _shares_a_part(first, _DEFAULTS[0])
+                and date_parser.parse(text, default=_DEFAULTS[1], tzinfos=_fixed_offset).date() != first.date()
+            ):
+                raise _FieldError(f"{text!r} is not a complete date (year, month and day); {_DATE_EXAMPLE}")
+        except _FieldError:
+            raise
+        except (ValueError, OverflowError, TypeError):
+            raise _FieldError(f"{text!r} is not a date; {_DATE_EXAMPLE}") from None
+        parsed = first if first.tzinfo is not None else _localize(first, zone, text)
+        try:
+            in_range = EARLIEST_DATE <= parsed <= LATEST_DATE
+        except OverflowError:
+            in_range = False
+        if not in_range:
+            raise _FieldError(f"{text!r} is outside the years 1000-9999 that every feed format can write")
+        return parsed
 
     return convert
 
 
 # field -> (required?, converter); the site's converters need no context.
 SITE_FIELDS: dict[str, tuple[bool, Callable[[Any], Any]]] = {
+    "id": (True, _uri_id),  # the site feed's permanent id (RFC 4287 §4.2.6): never derived from base_url
     "title": (True, _required_text),
     "description": (True, _required_text),
     "author": (True, _required_text),
@@ -159,6 +226,7 @@ SITE_FIELDS: dict[str, tuple[bool, Callable[[Any], Any]]] = {
     "timezone": (False, _timezone),
     "item_limit": (False, _positive_int),
     "max_age": (False, _positive_int),
+    "archive_period": (False, _archive_period),
 }
 SITE_DEFAULTS: dict[str, Any] = {
     "base_url": "http://127.0.0.1:8000",
@@ -166,6 +234,7 @@ SITE_DEFAULTS: dict[str, Any] = {
     "timezone": ZoneInfo("UTC"),
     "item_limit": 20,
     "max_age": 300,
+    "archive_period": "day",
 }
 
 
@@ -255,34 +324,95 @@ def split_front_matter(text: str) -> tuple[str, str] | None:
 
 
 _PLAIN = {"text", "code_inline", "softbreak", "hardbreak"}
+SUMMARY_LIMIT = 300  # characters; a longer lede is cut at a word
+
+
+def _plain_text(inline) -> str:
+    return "".join(" " if c.type in ("softbreak", "hardbreak") else c.content for c in inline.children or () if c.type in _PLAIN).strip()
+
+
+def shorten(text: str, limit: int = SUMMARY_LIMIT) -> str:
+    """Cut ``text`` to at most ``limit`` characters at a word boundary, marking the cut with an ellipsis."""
+    text = " ".join(text.split())
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 1].rsplit(" ", 1)[0] if " " in text[: limit - 1] else text[: limit - 1]
+    return cut.rstrip(" ,;:.-") + "\u2026"
+
+
+def _lede(tokens) -> str:
+    """Return the first text of the body as plain text: its first paragraph, or its first list's items.
+
+    Images, headings and empty paragraphs are passed over, so a body that starts with a picture
+    or a list still gets a readable summary.
+    """
+    depth = 0  # list nesting
+    items: list[str] = []
+    for index, token in enumerate(tokens):
+        if token.type in ("bullet_list_open", "ordered_list_open"):
+            depth += 1
+        elif token.type in ("bullet_list_close", "ordered_list_close"):
+            depth -= 1
+            if depth == 0 and items:
+                return "; ".join(items)
+        elif token.type == "inline" and index and tokens[index - 1].type == "paragraph_open":
+            text = _plain_text(token)
+            if text and depth:
+                items.append(text.rstrip(";,"))
+            elif text:
+                return text
+    return "; ".join(items)
 
 
 def render_markdown(source: str, page_url: str) -> tuple[str, str]:
     """Render CommonMark to HTML, resolving links and images against the page's absolute URL.
 
-    Returns the HTML and the first paragraph as plain text (the default summary), from one parse.
+    Returns the HTML and the body's lede as plain text (the default summary), from one parse.
     """
     tokens = _markdown.parse(source)
-    first_paragraph = None
-    for previous, token in zip([None, *tokens], tokens, strict=False):
-        if first_paragraph is None and token.type == "inline" and previous is not None and previous.type == "paragraph_open":
-            first_paragraph = "".join(
-                " " if c.type in ("softbreak", "hardbreak") else c.content for c in token.children or () if c.type in _PLAIN
-            ).strip()
+    for token in tokens:
         for child in token.children or ():
             attribute = {"link_open": "href", "image": "src"}.get(child.type)
             if attribute and child.attrGet(attribute) is not None:
                 child.attrSet(attribute, urljoin(page_url, str(child.attrGet(attribute))))
-    return _markdown.renderer.render(tokens, _markdown.options, {}), first_paragraph or ""
+    return _markdown.renderer.render(tokens, _markdown.options, {}), _lede(tokens)
+
+
+def is_content_file(relative: PurePath) -> bool:
+    """Tell whether a path inside the content folder is the site file or an entry.
+
+    Skipped: anything under a dot-folder or named with a dot (editors' ``.#x.md`` lock links,
+    ``.x.md.swp``), Emacs autosaves ``#x.md#``, backups ``x.md~`` and README.md (documentation).
+    """
+    if any(part.startswith(".") for part in relative.parts):
+        return False
+    if relative == PurePath(SITE_FILE):
+        return True
+    name = relative.name
+    return name.endswith(ENTRY_SUFFIX) and not name.startswith("#") and name.lower() not in NOT_ENTRIES
+
+
+def content_files(directory: Path) -> list[Path]:
+    """List the site file and every entry file, sorted: the one list the loader and the watcher share.
+
+    Dangling symlinks (what Emacs leaves while a buffer is modified) are not content.
+    """
+    found = []
+    for path in directory.rglob("*"):
+        relative = path.relative_to(directory)
+        if is_content_file(relative) and path.is_file():
+            found.append(path)
+    return sorted(found)
 
 
 def _load_site(directory: Path, overrides: Mapping[str, Any], problems: list[Problem]) -> tuple[Site | None, bytes]:
-    path = directory / SITE_FILE
-    name = str(path)
+    name = SITE_FILE
     try:
-        raw = path.read_bytes()
+        raw = (directory / SITE_FILE).read_bytes()
     except OSError as error:
-        problems.append(Problem(name, "file", f"cannot be read ({error.strerror}); create it with title, description, author and sections"))
+        problems.append(
+            Problem(name, "file", f"cannot be read ({error.strerror}); create it with id, title, description, author and sections")
+        )
         return None, b""
     text = _decode(raw, name, problems)
     data = None if text is None else _parse_yaml(text, name, "yaml", problems)
@@ -300,15 +430,15 @@ def _load_site(directory: Path, overrides: Mapping[str, Any], problems: list[Pro
     return Site(**values), raw
 
 
-def _read_bytes(path: Path, problems: list[Problem]) -> bytes | None:
+def _read_bytes(path: Path, name: str, problems: list[Problem]) -> bytes | None:
     try:
         return path.read_bytes()
     except OSError as error:  # deleted or renamed while we were reading the folder
-        problems.append(Problem(str(path), "file", f"cannot be read ({error.strerror})"))
+        problems.append(Problem(name, "file", f"cannot be read ({error.strerror})"))
         return None
 
 
-def _parse_entry(name: str, stem: str, raw: bytes, site: Site, problems: list[Problem]) -> Entry | None:
+def _parse_entry(name: str, raw: bytes, digest: str, site: Site, problems: list[Problem]) -> Entry | None:
     text = _decode(raw, name, problems)
     if text is None:
         return None
@@ -321,6 +451,7 @@ def _parse_entry(name: str, stem: str, raw: bytes, site: Site, problems: list[Pr
         return None
     before = len(problems)
     values = _convert(data, _entry_fields(site), name, problems)
+    stem = PurePath(name).stem
     slug = values.get("slug") or stem
     if "slug" not in values and not _SLUG.match(slug):
         problems.append(Problem(name, "slug", f"file name {stem!r} is not a slug; rename the file or add 'slug: some-words'"))
@@ -331,20 +462,19 @@ def _parse_entry(name: str, stem: str, raw: bytes, site: Site, problems: list[Pr
         return None
     page_url = site.url(entry_path(slug))
     body_source = parts[1]
-    body_html, first_paragraph = render_markdown(body_source, page_url) if body_source.strip() else ("", "")
-    summary = values.get("summary") or first_paragraph
-    entry = Entry(
+    body_html, lede = render_markdown(body_source, page_url) if body_source.strip() else ("", "")
+    return Entry(
         id=values["id"],
         slug=slug,
         title=values["title"],
         published=published,
         updated=updated,
         section=values["section"],
-        summary=summary,
+        summary=shorten(values.get("summary") or lede),
         body_html=body_html,
         source=name,
+        digest=digest,
     )
-    return entry
 
 
 def _check_unique(entries: list[Entry], problems: list[Problem]) -> None:
@@ -365,13 +495,14 @@ def _check_unique(entries: list[Entry], problems: list[Problem]) -> None:
 def load_content(directory: str | Path, overrides: Mapping[str, Any] | None = None, parsed: dict | None = None) -> Content:
     """Load and validate a whole content folder, or raise ContentError listing every problem.
 
-    ``parsed``, when given, memoizes entries across loads (a reload re-parses only changed files);
-    it is refilled with exactly the entries of this load.
+    ``parsed``, when given, memoizes entries across loads, keyed by each file's name and digest
+    and the site settings (a reload re-parses only changed files); it is refilled with exactly the
+    entries of this load. Files are named relative to the folder in every message.
     """
     directory = Path(directory)
     problems: list[Problem] = []
     if not directory.is_dir():
-        raise ContentError([Problem(str(directory), "folder", "does not exist; pass --content DIR or set FEEDSVC_CONTENT_DIR")])
+        raise ContentError([Problem(".", "folder", "does not exist; pass --content DIR or set FEEDSVC_CONTENT_DIR")])
     site, site_raw = _load_site(directory, overrides or {}, problems)
     if site is None:
         raise ContentError(problems)
@@ -379,17 +510,23 @@ def load_content(directory: str | Path, overrides: Mapping[str, Any] | None = No
     digest.update(site_raw)
     entries = []
     this_load: dict = {}
-    for path in sorted(directory.rglob(ENTRY_GLOB)):
-        raw = _read_bytes(path, problems)
+    for path in content_files(directory):
+        name = path.relative_to(directory).as_posix()
+        if name == SITE_FILE:
+            continue
+        raw = _read_bytes(path, name, problems)
         if raw is None:
             continue
-        file_digest = hashlib.sha256(raw).digest()
-        digest.update(str(path.relative_to(directory)).encode() + b"\0" + file_digest)
-        # an unchanged file (same name, bytes and site settings) reuses its earlier parse
-        key = (str(path), file_digest, site)
+        file_digest = hashlib.sha256(name.encode() + b"\0" + raw).hexdigest()
+        digest.update(file_digest.encode())
+        key = (file_digest, site_raw, site)
         entry = parsed.get(key) if parsed is not None else None
         if entry is None:
-            entry = _parse_entry(str(path), path.stem, raw, site, problems)
+            try:
+                entry = _parse_entry(name, raw, file_digest[:32], site, problems)
+            except Exception as error:  # a library failing on odd input must not escape: name the file
+                problems.append(Problem(name, "file", f"could not be read: {type(error).__name__}: {shorten(str(error), 80)}"))
+                entry = None
         if entry is not None:
             entries.append(entry)
             this_load[key] = entry

@@ -1,4 +1,9 @@
-"""Static export: write a Publication as files (plus .gz twins) for nginx, a CDN or object storage."""
+"""Static export: write a Publication as files (plus .gz twins) for nginx, a CDN or object storage.
+
+The export folder is a symlink to a complete, versioned folder beside it; a new export is
+written in full, then the symlink is switched with one rename, so a server reading the folder
+sees the old export or the new one, never a mix and never nothing.
+"""
 
 from __future__ import annotations
 
@@ -27,33 +32,43 @@ def _write(root: Path, name: str, representation) -> None:
     for file, data in files:
         file.write_bytes(data)
         if representation.last_modified is not None:
-            # servers derive Last-Modified from the file's mtime: make it the document's own date
+            # servers derive Last-Modified (and nginx its ETag) from the mtime: make it the time these
+            # bytes last changed, so both validators change exactly when the bytes do
             stamp = representation.last_modified.timestamp()
             os.utime(file, (stamp, stamp))
 
 
+def _switch(link: Path, target: Path) -> None:
+    """Point ``link`` at ``target`` atomically (rename over the old link), then remove the old target."""
+    previous = link.resolve() if link.is_symlink() else None
+    if link.exists() and not link.is_symlink():  # an export from before the switch existed: a real folder
+        retired = link.with_name(f".{link.name}.retired")
+        shutil.rmtree(retired, ignore_errors=True)
+        link.rename(retired)  # the one moment without an export: only when upgrading
+        previous = retired
+    pending = link.with_name(f".{link.name}.link")
+    pending.unlink(missing_ok=True)
+    pending.symlink_to(target.name)  # relative: the export can be moved with its folder
+    os.replace(pending, link)
+    if previous is not None and previous != target.resolve():
+        shutil.rmtree(previous, ignore_errors=True)
+
+
 def export_publication(publication: Publication, destination: str | Path) -> int:
-    """Write every document into ``destination``, replacing it only once the new export is complete.
+    """Write every document into ``destination`` (a symlink to the export), switching it only once complete.
 
     Returns the number of documents written. A failure leaves any previous export untouched.
     """
-    destination = Path(destination).resolve()
+    destination = Path(destination).absolute()
     destination.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{destination.name}.partial-", dir=destination.parent))
+    staging = Path(tempfile.mkdtemp(prefix=f".{destination.name}.{publication.version}-", dir=destination.parent))
     try:
         paths = sorted(publication.paths())
         for path in paths:
             _write(staging, file_for(path), publication.document(path))
         _write(staging, NOT_FOUND_FILE, publication.not_found)
         staging.chmod(0o755)
-        # swap: the old export stays whole until the new one is complete, then both renames are instant
-        retired = None
-        if destination.exists():
-            retired = destination.with_name(f".{destination.name}.old-{staging.name.rsplit('-', 1)[-1]}")
-            destination.rename(retired)
-        staging.rename(destination)
-        if retired is not None:
-            shutil.rmtree(retired)
+        _switch(destination, staging)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

@@ -24,7 +24,12 @@ class FastPath:
         if method == "GET" or method == "HEAD":
             representation = self.publisher.current.documents.get(environ.get("PATH_INFO", ""))
             if representation is not None:
-                if "HTTP_IF_NONE_MATCH" in environ or "HTTP_IF_MODIFIED_SINCE" in environ or "HTTP_IF_MATCH" in environ:
+                if (
+                    "HTTP_IF_NONE_MATCH" in environ
+                    or "HTTP_IF_MODIFIED_SINCE" in environ
+                    or "HTTP_IF_MATCH" in environ
+                    or "HTTP_IF_UNMODIFIED_SINCE" in environ
+                ):
                     status, headers, body = respond(representation, environ)
                 else:  # an unconditional GET: only the content coding to choose
                     variant = select_variant(representation, environ)

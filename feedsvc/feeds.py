@@ -7,7 +7,9 @@ content always gives the same bytes.
 
 from __future__ import annotations
 
+import html
 import json
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -23,8 +25,6 @@ JSON_FEED_TYPE = "application/feed+json; charset=utf-8"
 JSON_FEED_VERSION = "https://jsonfeed.org/version/1.1"
 ATOM_NS = "http://www.w3.org/2005/Atom"
 FEED_HISTORY_NS = "http://purl.org/syndication/history/1.0"  # RFC 5005
-# A full archive page never changes (RFC 5005 §4): caches may keep it for a day.
-ARCHIVE_MAX_AGE = 86400
 # An empty feed still needs a stable date; the epoch says "nothing published yet".
 _NO_ENTRIES = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -57,6 +57,20 @@ class FeedSpec:
     history: History = History()
     hub_url: str | None = None  # WebSub hub, advertised by subscription documents
 
+    @property
+    def key(self) -> tuple:
+        """Return what the documents depend on, comparing entries by their source digests, never by value."""
+        return (
+            self.site,
+            self.title,
+            self.description,
+            self.home_path,
+            self.path_prefix,
+            self.feed_id,
+            self.history,
+            self.hub_url,
+        ) + tuple(e.digest for e in self.entries)
+
     def url(self, filename: str, prefix: str | None = None) -> str:
         """Return the absolute URL of one of this feed's documents (``feed.xml`` ...), or a sibling's."""
         return self.site.url(f"{self.path_prefix if prefix is None else prefix}/{filename}")
@@ -79,50 +93,66 @@ class FeedSpec:
         return links
 
 
+ARCHIVE_PERIODS = {"day": "%Y-%m-%d", "month": "%Y-%m"}  # site file's archive_period -> archive document name
+
+
+def archive_period(site: Site, entry: Entry) -> str:
+    """Return the archive document an entry belongs to: the UTC day (or month) of its publication."""
+    return entry.published.astimezone(UTC).strftime(ARCHIVE_PERIODS[site.archive_period])
+
+
+def feed_id(site: Site, prefix: str) -> str:
+    """Return the permanent id of a logical feed: the site's own, or one derived from it (never from base_url)."""
+    return site.id if not prefix else f"urn:uuid:{uuid.uuid5(uuid.NAMESPACE_URL, f'{site.id}#{prefix}')}"
+
+
 def feed_family(
     site: Site, title: str, description: str, home_path: str, prefix: str, entries: tuple[Entry, ...], hub_url: str | None
 ) -> tuple[FeedSpec, ...]:
     """Describe a logical feed: its subscription document, then its RFC 5005 archive documents, oldest first.
 
-    Archive pages hold ``item_limit`` entries counted from the oldest, so a full page never changes
-    when new entries arrive; they exist only when the feed holds more entries than the subscription
-    document shows. Readers that ignore RFC 5005 just see an ordinary feed of the newest entries.
+    An entry's archive document is the day (or month) it was published in, so adding, deleting or
+    back-dating an entry changes only the documents that hold it, and an archive URL keeps its
+    entries (RFC 5005 §4: an archive document's entries SHOULD NOT change). Every entry is in
+    its period's archive, the newest ones too (clients merge by id). Readers that ignore RFC 5005
+    just see an ordinary feed of the newest ``item_limit`` entries.
     """
-    size = site.item_limit
-    chronological = entries[::-1]
-    pages = [chronological[i : i + size] for i in range(0, len(chronological) - size + 1, size)] if len(entries) > size else []
+    by_period: dict[str, list[Entry]] = {}
+    for entry in entries:  # newest first, so each month's list is too
+        by_period.setdefault(archive_period(site, entry), []).append(entry)
+    periods = sorted(by_period)
 
-    def archive(number: int) -> str:
-        return f"{prefix}/archive/{number}"
+    def archive(period: str) -> str:
+        return f"{prefix}/archive/{period}"
 
-    feed_id = site.url(f"{prefix}/")
+    family_id = feed_id(site, prefix)
     subscription = FeedSpec(
         site,
         title,
         description,
         home_path,
         prefix,
-        feed_id,
-        entries[:size],
-        History(prev_archive=archive(len(pages)) if pages else None),
+        family_id,
+        entries[: site.item_limit],
+        History(prev_archive=archive(periods[-1]) if periods else None),
         hub_url,
     )
     archives = tuple(
         FeedSpec(
             site,
-            f"{title} (archive {number})",
+            f"{title} (archive {period})",
             description,
             home_path,
-            archive(number),
-            feed_id,
-            page[::-1],
+            archive(period),
+            family_id,
+            tuple(by_period[period]),
             History(
                 current=prefix,
-                prev_archive=archive(number - 1) if number > 1 else None,
-                next_archive=archive(number + 1) if number < len(pages) else None,
+                prev_archive=archive(periods[index - 1]) if index > 0 else None,
+                next_archive=archive(periods[index + 1]) if index + 1 < len(periods) else None,
             ),
         )
-        for number, page in enumerate(pages, start=1)
+        for index, period in enumerate(periods)
     )
     return (subscription, *archives)
 
@@ -190,7 +220,7 @@ def _feed_generator(spec: FeedSpec) -> FeedGenerator:
         fg.history.archive = spec.history.is_archive
     fg.updated(spec.updated)  # never now(): feedgen's default would change the bytes every render
     # RSS 2.0 <ttl> is in minutes; keep it in step with Cache-Control max-age.
-    fg.ttl(max(1, (ARCHIVE_MAX_AGE if spec.history.is_archive else site.max_age) // 60))
+    fg.ttl(max(1, site.max_age // 60))
     # once per feed, not per entry: feedgen's entry-level load_extension re-imports the module each time
     fg.load_extension("dc", atom=False, rss=True)
     for entry in spec.entries:
@@ -222,7 +252,9 @@ def _add_entry(fg: FeedGenerator, site: Site, entry: Entry) -> None:
     fe.category(term=entry.section, label=site.section(entry.section).title)
     if entry.body_html:
         fe.content(entry.body_html, type="html")  # Atom <content type="html">, RSS content:encoded
-    fe.summary(_summary_of(entry))  # Atom <summary>, RSS <description>; after content() on purpose
+    # RSS <description> is HTML to every reader, so the plain-text summary goes in HTML-escaped
+    # ("<aside>" stays a word); Atom says so with type="html". After content() on purpose.
+    fe.summary(html.escape(_summary_of(entry), quote=False), type="html")
     fe.dc.dc_creator(site.author)  # RSS <author> must be an e-mail address; dc:creator takes a name
 
 

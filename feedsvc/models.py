@@ -37,6 +37,7 @@ class Section:
 class Site:
     """Site-wide settings from the site file, completed by configuration."""
 
+    id: str  # permanent URI of the site feed (RFC 4287 §4.2.6)
     title: str
     description: str
     base_url: str  # absolute, without a trailing slash
@@ -46,6 +47,7 @@ class Site:
     item_limit: int
     sections: tuple[Section, ...]
     max_age: int = 300
+    archive_period: str = "day"  # what one RFC 5005 archive document holds: "day" or "month"
 
     def url(self, path: str) -> str:
         """Return the absolute URL of a site path such as ``/feed.xml``."""
@@ -73,7 +75,10 @@ class Entry:
     section: str
     summary: str  # plain text, may be empty
     body_html: str  # rendered Markdown with absolute URLs, may be empty
-    source: str = field(default="", compare=False)  # file it came from, for messages
+    source: str = field(default="", compare=False)  # file it came from, relative to the content folder
+    # digest of the file's name and bytes: what reuse across versions compares (never values:
+    # two equal datetimes can print differently)
+    digest: str = ""
 
     @property
     def path(self) -> str:

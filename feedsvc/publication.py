@@ -6,12 +6,13 @@ The same Publication backs the live service and the static export, so they serve
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from functools import cache
 from importlib import resources
 
-from .feeds import ARCHIVE_MAX_AGE, ATOM_TYPE, JSON_FEED_TYPE, RSS_TYPE, FeedSpec, render_json_feed, render_xml_feeds, site_feeds
+from .feeds import ATOM_TYPE, JSON_FEED_TYPE, RSS_TYPE, FeedSpec, render_json_feed, render_xml_feeds, site_feeds
 from .models import Content
 from .pages import FeedLink, page_context, render_entry, render_index, render_not_found
 from .representation import FEED_CACHE, FEED_HEADERS, HTML_SECURITY_HEADERS, IMMUTABLE_CACHE, Representation, build_representation
@@ -21,6 +22,8 @@ _ASSETS = {  # packaged file -> media type
     "style.css": "text/css; charset=utf-8",
     "favicon.svg": "image/svg+xml; charset=utf-8",
 }
+# path -> quoted ETag in, path -> when those bytes last changed out (the Store, through the Publisher)
+Stamper = Callable[[Mapping[str, str]], Mapping[str, datetime]]
 FEED_FORMATS = (  # file name, format name, media type
     ("feed.xml", "RSS", RSS_TYPE),
     ("atom.xml", "Atom", ATOM_TYPE),
@@ -43,6 +46,7 @@ class Publication:
     subscription_feeds: tuple[str, ...] = ()  # paths of the feeds readers subscribe to (not archives)
     feed_specs: Mapping[str, FeedSpec] = field(default_factory=dict)  # every feed document's path -> its spec
     page_key: tuple = ()  # what every entry page depends on besides its entry
+    stamp: Stamper | None = None  # gives documents rendered later their Last-Modified
 
     @property
     def version(self) -> str:
@@ -54,7 +58,8 @@ class Publication:
         found = self.documents.get(path)
         if found is None and path in self.feed_specs:
             # two threads may race to render the same page: both produce the same bytes
-            self.documents.update(_feed_documents(self.feed_specs[path]))
+            rendered = _feed_documents(self.feed_specs[path])
+            self.documents.update(_stamped(rendered, self.stamp))
             found = self.documents[path]
         return found
 
@@ -78,8 +83,16 @@ def _asset_documents() -> dict[str, tuple[str, Representation]]:
     return assets
 
 
+def _stamped(documents: dict[str, Representation], stamp: Stamper | None) -> dict[str, Representation]:
+    """Give each document the Last-Modified its bytes have (none without a store)."""
+    if stamp is None:
+        return documents
+    changed = stamp({path: representation.etag for path, representation in documents.items()})
+    return {path: representation.stamped(changed.get(path)) for path, representation in documents.items()}
+
+
 def _feed_documents(spec: FeedSpec) -> dict[str, Representation]:
-    cache_control = FEED_CACHE.format(max_age=ARCHIVE_MAX_AGE if spec.history.is_archive else spec.site.max_age)
+    cache_control = FEED_CACHE.format(max_age=spec.site.max_age)
     rss, atom = render_xml_feeds(spec)
     bodies = {"feed.xml": rss, "atom.xml": atom, "feed.json": render_json_feed(spec)}
     documents = {}
@@ -88,7 +101,7 @@ def _feed_documents(spec: FeedSpec) -> dict[str, Representation]:
         if spec.hub_url:  # WebSub §4: discovery through the HTTP Link header as well as the document
             headers += (("Link", f'<{spec.hub_url}>; rel="hub", <{spec.url(filename)}>; rel="self"'),)
         documents[f"{spec.path_prefix}/{filename}"] = build_representation(
-            bodies[filename], media_type, cache_control=cache_control, last_modified=spec.updated, extra_headers=headers
+            bodies[filename], media_type, cache_control=cache_control, extra_headers=headers
         )
     return documents
 
@@ -103,11 +116,15 @@ def _feed_paths(spec: FeedSpec) -> list[str]:
     return [f"{spec.path_prefix}/{filename}" for filename, *_ in FEED_FORMATS]
 
 
-def build_publication(content: Content, hub_url: str | None = None, previous: Publication | None = None) -> Publication:
+def build_publication(
+    content: Content, hub_url: str | None = None, previous: Publication | None = None, stamp: Stamper | None = None
+) -> Publication:
     """Render every page and subscription feed of a content version (archive pages: on first request).
 
     With ``previous`` (the version being replaced), documents whose inputs did not change are
     reused instead of rendered again, so an edit to one of 10,000 entries re-renders little.
+    Inputs are compared by the source files' digests, never by parsed values. ``stamp`` (the
+    store) gives every document the time its bytes last changed, its Last-Modified.
     """
     site = content.site
     cache_control = FEED_CACHE.format(max_age=site.max_age)
@@ -124,31 +141,33 @@ def build_publication(content: Content, hub_url: str | None = None, previous: Pu
     )
     page_key = (site, context.feeds, context.stylesheet_url, context.icon_url)
 
-    def page(body: bytes, last_modified=site_spec.updated) -> Representation:
-        return build_representation(
-            body, HTML_TYPE, cache_control=cache_control, last_modified=last_modified, extra_headers=HTML_SECURITY_HEADERS
-        )
+    def page(body: bytes) -> Representation:
+        return build_representation(body, HTML_TYPE, cache_control=cache_control, extra_headers=HTML_SECURITY_HEADERS)
 
     documents: dict[str, Representation] = {}
     feed_specs: dict[str, FeedSpec] = {}
     for spec in specs:
         paths = _feed_paths(spec)
         feed_specs.update(dict.fromkeys(paths, spec))
-        if previous is not None and all(previous.feed_specs.get(p) == spec and p in previous.documents for p in paths):
+        if (
+            previous is not None
+            and all(p in previous.feed_specs and previous.feed_specs[p].key == spec.key for p in paths)
+            and all(p in previous.documents for p in paths)
+        ):
             documents.update({p: previous.documents[p] for p in paths})
         elif not spec.history.is_archive:
             documents.update(_feed_documents(spec))
     documents["/"] = page(render_index(context))
-    earlier = {e.path: e for e in previous.content.entries} if previous is not None and previous.page_key == page_key else {}
+    earlier = {e.path: e.digest for e in previous.content.entries} if previous is not None and previous.page_key == page_key else {}
     for entry in content.entries:
-        if earlier.get(entry.path) == entry:
+        if earlier.get(entry.path) == entry.digest:
             documents[entry.path] = previous.documents[entry.path]
         else:
-            documents[entry.path] = page(render_entry(context, entry), last_modified=entry.updated)
+            documents[entry.path] = page(render_entry(context, entry))
     documents.update(assets.values())
     # never cached: a path that is missing now may be published in a minute
     not_found = build_representation(
         render_not_found(context), HTML_TYPE, cache_control="no-store", extra_headers=HTML_SECURITY_HEADERS, status="404 Not Found"
     )
     subscription_paths = tuple(path for spec in subscriptions.values() for path in _feed_paths(spec))
-    return Publication(content, documents, not_found, subscription_paths, feed_specs, page_key)
+    return Publication(content, _stamped(documents, stamp), not_found, subscription_paths, feed_specs, page_key, stamp)

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from werkzeug.http import http_date
@@ -50,20 +49,54 @@ class Variant:
 
 @dataclass(frozen=True)
 class Representation:
-    """Everything needed to answer GET/HEAD for one URL, without rendering, hashing or compressing."""
+    """Everything needed to answer GET/HEAD for one URL, without rendering, hashing or compressing.
 
-    identity: Variant
-    gzip: Variant | None
-    last_modified: datetime | None
+    Built in two steps: ``build_representation`` renders, compresses and hashes; ``stamped``
+    adds the Last-Modified that the store assigns to these bytes (headers are laid out again,
+    nothing is recompressed or rehashed).
+    """
+
+    body: bytes
+    gzip_body: bytes | None
+    content_type: str
+    cache_control: str
+    extra_headers: Headers = ()
     status: str = "200 OK"
+    last_modified: datetime | None = None
+    etag: str = ""  # of the identity bytes, quoted
+    gzip_etag: str = ""
+    identity: Variant = field(init=False)
+    gzip: Variant | None = field(init=False)
     variants: tuple[Variant, ...] = field(init=False)
-    # quoted ETag -> variant, for the common poll that echoes the exact tag it was given
-    by_etag: Mapping[str, Variant] = field(init=False)
 
     def __post_init__(self) -> None:
-        variants = tuple(v for v in (self.gzip, self.identity) if v is not None)
-        object.__setattr__(self, "variants", variants)
-        object.__setattr__(self, "by_etag", {v.etag: v for v in variants} if self.status == "200 OK" else {})
+        shared: list[tuple[str, str]] = [("Cache-Control", self.cache_control)]
+        if self.last_modified is not None:
+            shared.append(("Last-Modified", http_date(self.last_modified)))
+        if self.gzip_body is not None:
+            shared.append(("Vary", "Accept-Encoding"))
+
+        def variant(data: bytes, etag: str, encoding: str | None) -> Variant:
+            validators = (("ETag", etag), *shared)
+            entity = [("Content-Type", self.content_type), ("Content-Length", str(len(data)))]
+            if encoding:
+                entity.append(("Content-Encoding", encoding))
+            return Variant(data, etag, (*entity, *validators, *self.extra_headers), (*validators, *self.extra_headers))
+
+        identity = variant(self.body, self.etag, None)
+        compressed = variant(self.gzip_body, self.gzip_etag, "gzip") if self.gzip_body is not None else None
+        object.__setattr__(self, "identity", identity)
+        object.__setattr__(self, "gzip", compressed)
+        object.__setattr__(self, "variants", tuple(v for v in (compressed, identity) if v is not None))
+
+    @property
+    def validates(self) -> bool:
+        """Tell whether conditional requests apply (not to error pages)."""
+        return self.status == "200 OK"
+
+    def stamped(self, last_modified: datetime | None) -> Representation:
+        """Return this representation with another Last-Modified (the same object when it is unchanged)."""
+        return self if last_modified == self.last_modified else replace(self, last_modified=last_modified)
 
 
 def build_representation(
@@ -79,23 +112,14 @@ def build_representation(
     compressed = gzip.compress(body, compresslevel=6, mtime=0) if len(body) >= _MIN_GZIP_SIZE else None
     if compressed is not None and len(compressed) >= len(body):
         compressed = None
-    shared: list[tuple[str, str]] = [("Cache-Control", cache_control)]
-    if last_modified is not None:
-        shared.append(("Last-Modified", http_date(last_modified)))
-    if compressed is not None:
-        shared.append(("Vary", "Accept-Encoding"))
-
-    def variant(data: bytes, encoding: str | None) -> Variant:
-        etag = strong_etag(data)
-        validators = (("ETag", etag), *shared)
-        entity = [("Content-Type", content_type), ("Content-Length", str(len(data)))]
-        if encoding:
-            entity.append(("Content-Encoding", encoding))
-        return Variant(data, etag, (*entity, *validators, *extra_headers), (*validators, *extra_headers))
-
     return Representation(
-        identity=variant(body, None),
-        gzip=variant(compressed, "gzip") if compressed is not None else None,
-        last_modified=last_modified,
+        body=body,
+        gzip_body=compressed,
+        content_type=content_type,
+        cache_control=cache_control,
+        extra_headers=extra_headers,
         status=status,
+        last_modified=last_modified,
+        etag=strong_etag(body),
+        gzip_etag=strong_etag(compressed) if compressed is not None else "",
     )

@@ -1,92 +1,115 @@
-"""WebSub publisher side (W3C Recommendation, §7): tell the hub which feeds changed, without blocking requests."""
+"""WebSub publisher side (W3C Recommendation, §7): tell the hub which feeds changed, without blocking requests.
+
+Pings go out only once every live worker serves the new version (the hub's fetch can land on
+any of them), and only for subscription feeds whose bytes differ from what the hub was last
+told, which the store remembers across restarts.
+"""
 
 from __future__ import annotations
 
-import fcntl
-import hashlib
+import atexit
+import heapq
+import itertools
 import logging
-import queue
-import tempfile
 import threading
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from pathlib import Path
+import uuid
 
 from .publication import Publication
+from .store import Store
 
 log = logging.getLogger(__name__)
 
 
-def changed_feeds(old: Publication, new: Publication) -> list[str]:
-    """Return the absolute URLs of subscription feeds whose bytes differ between two versions."""
-    site = new.content.site
-    changed = []
-    for path in new.subscription_feeds:
-        before = old.documents.get(path)
-        if before is None or before.identity.etag != new.documents[path].identity.etag:
-            changed.append(site.url(path))
-    return changed
+def subscription_topics(publication: Publication) -> dict[str, str]:
+    """Return the absolute URL and entity tag of every subscription feed (the hub's topics)."""
+    site = publication.content.site
+    return {site.url(path): publication.documents[path].etag for path in publication.subscription_feeds}
 
 
 class HubNotifier:
-    """Queue publish pings and send them from one daemon thread, retrying with exponential backoff."""
+    """Send publish pings from one daemon thread; each topic is retried on its own schedule with exponential backoff."""
 
-    def __init__(self, hub_url: str, *, attempts: int = 5, first_delay: float = 1.0, timeout: float = 10.0, claim_key: str = ""):
+    def __init__(self, hub_url: str, store: Store, *, attempts: int = 5, first_delay: float = 1.0, timeout: float = 10.0):
         self.hub_url = hub_url
+        self.store = store
         self.attempts = attempts
         self.first_delay = first_delay
         self.timeout = timeout
-        # several worker processes reload the same edit: only the first to claim a version pings
-        digest = hashlib.sha256(f"{hub_url}\0{claim_key}".encode()).hexdigest()[:16]
-        self._claim_file = Path(tempfile.gettempdir()) / f"feedsvc-websub-{digest}"
-        self._queue: queue.Queue[str] = queue.Queue()
+        self.token = uuid.uuid4().hex  # this worker, among those sharing the store
+        self._due: list[tuple[float, int, str, int]] = []  # (when, tiebreak, topic, attempt)
+        self._order = itertools.count()
+        self._busy = 0
+        self._changed = threading.Condition()
         self._thread = threading.Thread(target=self._run, name="feedsvc-websub", daemon=True)
         self._thread.start()
+        atexit.register(self.close)  # a worker that stops must not hold up the others' pings
 
-    def on_new_version(self, old: Publication, new: Publication) -> None:
-        """Queue a ping for every subscription feed the new version changed (called by the Publisher)."""
-        if not self._claim(new.version):
-            return
-        for url in changed_feeds(old, new):
-            self._queue.put(url)
+    def close(self) -> None:
+        """Leave the set of serving workers (a stopped worker's row would otherwise wait for its pid to vanish)."""
+        self.store.retire(self.token)
 
-    def _claim(self, version: str) -> bool:
-        with self._claim_file.open("a+") as claim:
-            fcntl.flock(claim, fcntl.LOCK_EX)
-            claim.seek(0)
-            if claim.read() == version:
-                return False
-            claim.seek(0)
-            claim.truncate()
-            claim.write(version)
-            return True
+    def on_new_version(self, publication: Publication) -> None:
+        """Record that this worker serves ``publication``; queue the pings that are due once all workers do."""
+        for topic in self.store.serving(self.token, publication.version, subscription_topics(publication)):
+            self.queue(topic)
+
+    def announce(self, publication: Publication) -> None:
+        """Queue pings for the feeds that differ from what the hub was last told (``build``: one process, no workers)."""
+        for topic in self.store.announce(subscription_topics(publication)):
+            self.queue(topic)
+
+    def queue(self, topic: str, attempt: int = 1, delay: float = 0.0) -> None:
+        """Schedule a publish ping for ``topic``."""
+        with self._changed:
+            heapq.heappush(self._due, (time.monotonic() + delay, next(self._order), topic, attempt))
+            self._changed.notify_all()
 
     def _run(self) -> None:
         while True:
-            url = self._queue.get()
-            delay = self.first_delay
-            for attempt in range(1, self.attempts + 1):
-                if self._ping(url):
-                    break
-                if attempt < self.attempts:
-                    threading.Event().wait(delay)
-                    delay *= 2
-            else:
-                log.error("WebSub hub %s did not accept the publish ping for %s after %d attempts", self.hub_url, url, self.attempts)
-            self._queue.task_done()
+            with self._changed:
+                while not self._due or self._due[0][0] > time.monotonic():
+                    self._changed.wait(None if not self._due else self._due[0][0] - time.monotonic())
+                _, _, topic, attempt = heapq.heappop(self._due)
+                self._busy += 1
+            try:
+                self._attempt(topic, attempt)
+            finally:
+                with self._changed:
+                    self._busy -= 1
+                    self._changed.notify_all()
 
-    def _ping(self, url: str) -> bool:
-        """POST hub.mode=publish&hub.url=URL (the form hubs commonly accept); True on a 2xx answer."""
-        body = urllib.parse.urlencode({"hub.mode": "publish", "hub.url": url}).encode()
+    def _attempt(self, topic: str, attempt: int) -> None:
+        status = self._ping(topic)
+        if status is not None and 200 <= status < 300:
+            log.info("WebSub hub %s accepted the publish ping for %s", self.hub_url, topic)
+            return
+        refused = status is not None and 400 <= status < 500 and status not in (408, 429)
+        if refused or attempt >= self.attempts:
+            why = f"refused it with HTTP {status}" if refused else f"did not accept it after {attempt} attempts"
+            log.error("WebSub hub %s %s for %s; it will be announced again on the next change or start", self.hub_url, why, topic)
+            self.store.unannounce([topic])
+            return
+        self.queue(topic, attempt + 1, self.first_delay * 2 ** (attempt - 1))
+
+    def _ping(self, topic: str) -> int | None:
+        """POST hub.mode=publish with hub.topic and hub.url (hubs differ in which they read); return the status."""
+        body = urllib.parse.urlencode({"hub.mode": "publish", "hub.topic": topic, "hub.url": topic}).encode()
         request = urllib.request.Request(self.hub_url, data=body, headers={"Content-Type": "application/x-www-form-urlencoded"})
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                return 200 <= response.status < 300
+                return response.status
+        except urllib.error.HTTPError as error:
+            log.warning("WebSub ping for %s to %s: HTTP %s", topic, self.hub_url, error.code)
+            return error.code
         except (urllib.error.URLError, OSError) as error:
-            log.warning("WebSub ping for %s to %s failed: %s", url, self.hub_url, error)
-            return False
+            log.warning("WebSub ping for %s to %s failed: %s", topic, self.hub_url, error)
+            return None
 
-    def wait(self) -> None:
-        """Block until every queued ping was sent or given up (for tests and orderly shutdown)."""
-        self._queue.join()
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until every queued ping was sent or given up; False on timeout (tests, ``build``, shutdown)."""
+        with self._changed:
+            return self._changed.wait_for(lambda: not self._due and not self._busy, timeout)

@@ -32,6 +32,25 @@ def write_entry(directory: Path, name: str, front_matter: str, body: str = "") -
     return path
 
 
+@pytest.fixture(autouse=True, scope="session")
+def private_state_home(tmp_path_factory):
+    """Keep every default state folder (XDG_STATE_HOME) of the run, servers' included, out of the home directory."""
+    home = tmp_path_factory.mktemp("state-home")
+    previous = os.environ.get("XDG_STATE_HOME")
+    os.environ["XDG_STATE_HOME"] = str(home)
+    yield home
+    if previous is None:
+        del os.environ["XDG_STATE_HOME"]
+    else:
+        os.environ["XDG_STATE_HOME"] = previous
+
+
+@pytest.fixture
+def state_dir(tmp_path: Path) -> Path:
+    """An empty state folder (FEEDSVC_STATE_DIR) for one test."""
+    return tmp_path / "state"
+
+
 @pytest.fixture
 def content_dir(tmp_path: Path) -> Path:
     """A writable copy of the bundled content folder."""
@@ -41,15 +60,15 @@ def content_dir(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def app(content_dir: Path):
+def app(content_dir: Path, state_dir: Path):
     """An app on the copied content, without the watcher thread (tests call refresh() themselves)."""
-    return create_app({"CONTENT_DIR": str(content_dir), "RELOAD_INTERVAL": 0})
+    return create_app({"CONTENT_DIR": str(content_dir), "STATE_DIR": str(state_dir), "RELOAD_INTERVAL": 0})
 
 
 @pytest.fixture(params=[True, False], ids=["fast-path", "flask-views"])
-def client(request, content_dir: Path):
+def client(request, content_dir: Path, state_dir: Path):
     """A test client; every HTTP test runs against the WSGI fast path and against the Flask views."""
-    app = create_app({"CONTENT_DIR": str(content_dir), "RELOAD_INTERVAL": 0, "FAST_PATH": request.param})
+    app = create_app({"CONTENT_DIR": str(content_dir), "STATE_DIR": str(state_dir), "RELOAD_INTERVAL": 0, "FAST_PATH": request.param})
     return app.test_client()
 
 

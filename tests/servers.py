@@ -7,9 +7,12 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -106,3 +109,61 @@ def running_nginx(work: Path, http_directives: str, server_directives: str, read
     finally:
         nginx.terminate()
         nginx.wait(timeout=20)
+
+
+class RecordingHub:
+    """A local HTTP server playing a WebSub hub: records each publish POST; can fail, refuse or hold on purpose.
+
+    ``failures``: answer the next N pings with 503; ``refuse``: topic -> status answered every time.
+    """
+
+    def __init__(self, failures: int = 0, refuse: dict[str, int] | None = None):
+        self.received: list[dict] = []
+        self.attempts: list[str] = []
+        self.failures = failures
+        self.refuse = refuse or {}
+        self.release = threading.Event()
+        self.release.set()
+        self.arrived = threading.Event()
+        self.lock = threading.Lock()
+        hub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                form = dict(urllib.parse.parse_qsl(body.decode()))
+                hub.arrived.set()
+                hub.release.wait(30)
+                with hub.lock:
+                    hub.attempts.append(form.get("hub.topic", ""))
+                    status = hub.refuse.get(form.get("hub.topic", ""))
+                    if status is None and hub.failures > 0:
+                        hub.failures -= 1
+                        status = 503
+                    if status is None:
+                        hub.received.append({"content_type": self.headers["Content-Type"], **form})
+                self.send_response(status or 204)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/hub"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def topics(self) -> list[str]:
+        """Return the topics of the accepted pings, sorted."""
+        with self.lock:
+            return sorted(ping["hub.topic"] for ping in self.received)
+
+    def clear(self) -> None:
+        with self.lock:
+            self.received.clear()
+            self.attempts.clear()
+
+    def close(self):
+        self.release.set()
+        self.server.shutdown()
+        self.server.server_close()

@@ -29,7 +29,7 @@ def _run(*args, env=None, timeout=60):
 def test_check_accepts_the_bundled_content():
     result = _run("check")
     assert result.returncode == 0
-    assert "11 entries, no problems" in result.stdout
+    assert "11 entries, 38 documents, no problems" in result.stdout
 
 
 def test_check_lists_every_problem_as_file_field_message(content_dir):
@@ -88,8 +88,8 @@ def test_serve_logs_a_broken_edit_once_and_its_fix(content_dir):
             assert time.monotonic() < deadline, log.read_text()
             time.sleep(0.1)
         text = log.read_text()
-        assert text.count(f"{broken}: front matter: missing") == 1
-        assert "ERROR feedsvc.publisher: content not reloaded" in text
+        assert text.count("\nposts/broken.md: front matter: missing") == 1  # named relative to the folder the log names
+        assert f"ERROR feedsvc.publisher: content in {content_dir} not reloaded" in text
         with urllib.request.urlopen(base + "/healthz") as response:
             assert json.loads(response.read())["status"] == "ok"
 

@@ -119,6 +119,11 @@ def test_naive_dates_take_the_site_time_zone_and_zoned_dates_keep_theirs(content
     assert entries["naive"].published == datetime.fromisoformat("2025-07-08T14:00:00+00:00")
 
 
+def _name(path: Path, content_dir: Path) -> str:
+    """Name a file the way problems do: relative to the content folder."""
+    return path.relative_to(content_dir).as_posix()
+
+
 def _problems(content_dir: Path) -> list[str]:
     with pytest.raises(ContentError) as caught:
         load_content(content_dir)
@@ -142,14 +147,14 @@ def _problems(content_dir: Path) -> list[str]:
     ],
 )
 def test_bad_entry_is_reported_with_file_field_and_fix(content_dir, front_matter, field, words):
-    path = write_entry(content_dir, "bad.md", front_matter)
+    write_entry(content_dir, "bad.md", front_matter)
     problems = _problems(content_dir)
-    assert any(p.startswith(f"{path}: {field}: ") and words in p for p in problems), problems
+    assert any(p.startswith(f"posts/bad.md: {field}: ") and words in p for p in problems), problems
 
 
 def test_duplicate_id_and_slug_name_both_files(content_dir):
-    first = write_entry(content_dir, "one.md", GOOD_ENTRY)
-    second = write_entry(content_dir, "two.md", GOOD_ENTRY + "\n    slug: one")
+    first = _name(write_entry(content_dir, "one.md", GOOD_ENTRY), content_dir)
+    second = _name(write_entry(content_dir, "two.md", GOOD_ENTRY + "\n    slug: one"), content_dir)
     problems = _problems(content_dir)
     assert (
         f"{second}: id: 'urn:uuid:5b0f4f8e-0c55-4bd7-a1c6-3f61f3f0a001' is already used by {first}; every entry needs its own id"
@@ -161,13 +166,12 @@ def test_duplicate_id_and_slug_name_both_files(content_dir):
 def test_non_utf8_file_is_named_with_the_offending_byte(content_dir):
     path = content_dir / "posts" / "latin1.md"
     path.write_bytes(("---\n" + GOOD_ENTRY + "---\nCaf\u00e9\n").encode("latin-1"))
-    assert any(p.startswith(f"{path}: encoding: byte 0xe9") and "UTF-8" in p for p in _problems(content_dir))
+    assert any(p.startswith("posts/latin1.md: encoding: byte 0xe9") and "UTF-8" in p for p in _problems(content_dir))
 
 
 def test_half_written_file_without_closing_delimiter_is_reported(content_dir):
-    path = content_dir / "posts" / "half.md"
-    path.write_text("---\nid: urn:x:1\ntitle: Half")
-    assert any(p.startswith(f"{path}: front matter: missing") for p in _problems(content_dir))
+    (content_dir / "posts" / "half.md").write_text("---\nid: urn:x:1\ntitle: Half")
+    assert any(p.startswith("posts/half.md: front matter: missing") for p in _problems(content_dir))
 
 
 def test_every_problem_is_reported_at_once(content_dir):
@@ -189,7 +193,7 @@ def test_every_problem_is_reported_at_once(content_dir):
 def test_bad_site_file_is_reported(content_dir, replace, field, words):
     site = content_dir / "site.yaml"
     site.write_text(site.read_text().replace(*replace))
-    assert any(p.startswith(f"{site}: {field}: ") and words in p for p in _problems(content_dir))
+    assert any(p.startswith(f"site.yaml: {field}: ") and words in p for p in _problems(content_dir))
 
 
 def test_bad_environment_override_is_reported(content_dir):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import os
 import shutil
@@ -14,11 +15,11 @@ from bench.generate_content import generate
 from feedsvc.content import load_content
 from feedsvc.export import export_publication, file_for
 from feedsvc.publication import build_publication
-from tests.conftest import ROOT, require
-from tests.servers import fetch, running_nginx, running_service
+from tests.conftest import ROOT, require, write_entry
+from tests.servers import RecordingHub, fetch, running_nginx, running_service
 
 DEPLOY = ROOT / "deploy"
-COMPARED_HEADERS = (
+COMPARED_HEADERS = (  # ETag aside: nginx makes its own from mtime (= Last-Modified) and size
     "Content-Type",
     "Cache-Control",
     "Last-Modified",
@@ -36,7 +37,7 @@ COMPARED_HEADERS = (
         ("/", "index.html"),
         ("/posts/a-b/", "posts/a-b/index.html"),
         ("/feed.xml", "feed.xml"),
-        ("/featured/archive/2/atom.xml", "featured/archive/2/atom.xml"),
+        ("/featured/archive/2025-07-07/atom.xml", "featured/archive/2025-07-07/atom.xml"),
     ],
 )
 def test_site_paths_map_to_files(path, file):
@@ -46,7 +47,6 @@ def test_site_paths_map_to_files(path, file):
 def test_export_writes_every_document_and_its_gzip_twin(tmp_path, content_dir):
     publication = build_publication(load_content(content_dir))
     export_publication(publication, tmp_path / "site")
-    assert any("/archive/" in path for path in publication.paths()) is False  # bundled content: no archives
     for path in publication.paths():
         representation = publication.document(path)
         written = tmp_path / "site" / file_for(path)
@@ -76,7 +76,28 @@ def test_a_failed_export_leaves_the_previous_one_whole(tmp_path, content_dir, mo
     with pytest.raises(OSError):
         export_publication(publication, tmp_path / "site")
     assert sorted(p.relative_to(tmp_path) for p in (tmp_path / "site").rglob("*")) == before
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["content", "site"]  # no partial export left behind
+    exports = [p.name for p in tmp_path.iterdir() if p.name.startswith(".site.")]
+    assert len(exports) == 1 and (tmp_path / "site").resolve().name == exports[0]  # no partial export left behind
+
+
+def test_a_new_export_switches_one_symlink_and_removes_the_old_one(tmp_path, content_dir):
+    (tmp_path / "site").mkdir()  # an export from before exports were symlinks
+    (tmp_path / "site" / "stale.html").write_text("old")
+    export_publication(build_publication(load_content(content_dir)), tmp_path / "site")
+    first = (tmp_path / "site").resolve()
+    assert (tmp_path / "site").is_symlink() and not (tmp_path / "site" / "stale.html").exists()
+    write_entry(content_dir, "new.md", 'id: "urn:x:new"\ntitle: New\ndate: 2025-07-08T10:00:00Z\nsection: latest')
+    export_publication(build_publication(load_content(content_dir)), tmp_path / "site")
+    assert (tmp_path / "site").resolve() != first and not first.exists()
+    assert (tmp_path / "site" / "posts" / "new" / "index.html").exists()
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == [(tmp_path / "site").resolve().name]
+
+
+def test_committed_nginx_config_is_the_generated_one():
+    result = subprocess.run(
+        [sys.executable, "-m", "feedsvc", "nginx-config"], cwd=ROOT, capture_output=True, text=True, check=True, env=_clean_env()
+    )
+    assert (DEPLOY / "nginx-static.conf").read_text() == result.stdout
 
 
 def test_build_command_refuses_invalid_content_and_writes_nothing(tmp_path, content_dir):
@@ -91,33 +112,45 @@ def test_build_command_refuses_invalid_content_and_writes_nothing(tmp_path, cont
     assert not (tmp_path / "out").exists()
 
 
+def _clean_env(**extra) -> dict:
+    return {**{k: v for k, v in os.environ.items() if not k.startswith("FEEDSVC_")}, **extra}
+
+
 @pytest.mark.integration
 def test_nginx_serves_the_export_like_the_live_service(tmp_path, content_dir):
     require(shutil.which("nginx") is not None, "nginx is not installed (apt-get install nginx)")
-    # enough posts for archive pages in every section
     shutil.copytree(generate(tmp_path / "generated", 45) / "posts", content_dir / "posts", dirs_exist_ok=True)
-    with running_service(content_dir, tmp_path) as (live, _):
+    recording_hub = RecordingHub()
+    hub = recording_hub.url
+    # the service and the export share the state folder, so Last-Modified agrees too
+    env = {"FEEDSVC_STATE_DIR": str(tmp_path / "state"), "FEEDSVC_HUB_URL": hub}
+    with running_service(content_dir, tmp_path, env=env) as (live, _), contextlib.closing(recording_hub):
         export = tmp_path / "export"
-        env = {**os.environ, "FEEDSVC_BASE_URL": live}
-        subprocess.run(
-            [sys.executable, "-m", "feedsvc", "build", str(export), "--content", str(content_dir)],
-            cwd=ROOT,
-            env=env,
-            check=True,
-            capture_output=True,
-        )
-        shutil.copy(DEPLOY / "feedsvc-feed-headers.conf", tmp_path / "feedsvc-feed-headers.conf")  # includes resolve beside nginx.conf
-        with running_nginx(tmp_path, "access_log off;", f"root {export};\ninclude {DEPLOY}/nginx-static.conf;", "/feed.xml") as static:
+        build_env = _clean_env(FEEDSVC_BASE_URL=live, **env)
+        for command in (["build", str(export)], ["nginx-config"]):
+            result = subprocess.run(
+                [sys.executable, "-m", "feedsvc", *command, "--content", str(content_dir)],
+                cwd=ROOT,
+                env=build_env,
+                check=True,
+                capture_output=True,
+                text=True,
+            )
+        (tmp_path / "static.conf").write_text(result.stdout)
+        with running_nginx(tmp_path, "access_log off;", f"root {export};\ninclude {tmp_path}/static.conf;", "/feed.xml") as static:
             paths = sorted(build_publication(load_content(content_dir, {"base_url": live})).paths())
-            assert "/featured/archive/1/feed.xml" in paths
-            for path in [*paths, "/no-such-page"]:
+            assert "/featured/archive/2025-07-07/feed.xml" in paths
+            for path in [*paths, "/no-such-page", "/posts/post-00001", "/posts/"]:
                 for headers in ({}, {"Accept-Encoding": "gzip"}):
                     live_status, live_headers, live_body = fetch(live + path, headers)
                     static_status, static_headers, static_body = fetch(static + path, headers)
-                    assert (static_status, static_body) == (live_status, live_body), path
+                    assert static_status == live_status, path
+                    if live_status == 308:
+                        assert static_headers["Location"] == live_headers["Location"] == f"{live}{path}/"
+                        continue
+                    assert static_body == live_body, path
                     for name in COMPARED_HEADERS:
-                        if path.startswith("/static/") and name == "Last-Modified":
-                            continue  # hashed assets carry no Last-Modified in the service
-                        if live_status == 404 and name in ("Cache-Control", "Last-Modified"):
-                            continue
                         assert static_headers[name] == live_headers[name], (path, headers, name)
+                    assert static_headers["Link"] == live_headers["Link"], path
+                    if live_headers["Link"]:
+                        assert live_headers["Link"] == f'<{hub}>; rel="hub", <{live}{path}>; rel="self"'

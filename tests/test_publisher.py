@@ -48,7 +48,7 @@ def test_broken_edit_keeps_serving_the_last_good_version_and_recovers(publisher,
     status = client.get("/healthz").get_json()
     assert status["status"] == "degraded"
     assert status["error"] == [
-        f"{path}: date: 'not a date' is not a date; write it like 'Jul 07, 2025 18:00' or '2025-07-07T18:00:00+01:00'"
+        "posts/brand-new.md: date: 'not a date' is not a date; write it like 'Jul 07, 2025 18:00' or '2025-07-07T18:00:00+01:00'"
     ]
     assert sum("not a date" in r.getMessage() for r in caplog.records) == 1
     _bump_mtime(path)

@@ -1,0 +1,195 @@
+"""The service's one durable store: SQLite (WAL) in FEEDSVC_STATE_DIR, shared by every worker process.
+
+It remembers what must survive a restart and be the same in every process:
+- ``documents``: each document's current entity tag and when its bytes last changed, the
+  source of Last-Modified (a validator describes bytes, not editorial dates);
+- ``workers``: which content version each live worker serves, so WebSub pings wait for all;
+- ``announced``: the entity tag of each subscription feed the hub was last told about.
+Every decision that several workers race for is one ``BEGIN IMMEDIATE`` transaction.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+DATABASE_FILE = "feedsvc.sqlite3"
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS documents (path TEXT PRIMARY KEY, etag TEXT NOT NULL, changed INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS workers (token TEXT PRIMARY KEY, pid INTEGER NOT NULL, started TEXT NOT NULL, version TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS announced (topic TEXT PRIMARY KEY, etag TEXT NOT NULL);
+"""
+
+
+class StateError(Exception):
+    """The state folder cannot be used (not writable, not a database)."""
+
+
+class StaleBuildError(Exception):
+    """The content folder changed while a version was being built: a newer build will follow."""
+
+
+def default_state_dir(content_dir: str | Path) -> Path:
+    """Return the state folder used when FEEDSVC_STATE_DIR is not set: one per content folder, under XDG_STATE_HOME.
+
+    The content folder's absolute path (not its resolved one, so a ``current -> releases/N``
+    symlink keeps one state across releases) names the subfolder.
+    """
+    base = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state") / "feedsvc"
+    absolute = Path(content_dir).absolute()
+    return base / f"{absolute.name}-{hashlib.sha256(str(absolute).encode()).hexdigest()[:12]}"
+
+
+def process_start(pid: int) -> str | None:
+    """Return an identifier of when process ``pid`` started (Linux /proc), or None when it is not running.
+
+    A pid alone can be reused by an unrelated process after a worker dies.
+    """
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return None
+    except OSError:  # no /proc: fall back to "is some process with this pid alive"
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None
+        except PermissionError:
+            pass
+        return "?"
+    return stat.rsplit(")", 1)[1].split()[19]  # field 22, starttime, counted after the command name
+
+
+def _seconds(moment: int) -> datetime:
+    return datetime.fromtimestamp(moment, UTC)
+
+
+def _mark_announced(db: sqlite3.Connection, topics: Mapping[str, str]) -> list[str]:
+    """Return the topics whose entity tag differs from what the hub was last told, recording them as told."""
+    told = dict(db.execute("SELECT topic, etag FROM announced"))
+    due = [topic for topic, etag in topics.items() if told.get(topic) != etag]
+    db.executemany(
+        "INSERT INTO announced (topic, etag) VALUES (?, ?) ON CONFLICT (topic) DO UPDATE SET etag = excluded.etag",
+        [(topic, topics[topic]) for topic in due],
+    )
+    return due
+
+
+class Store:
+    """Durable, multi-process state in one SQLite file; one connection per thread."""
+
+    def __init__(self, directory: str | Path, clock: Callable[[], float] = time.time):
+        self.directory = Path(directory)
+        self.clock = clock
+        self._local = threading.local()
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            self._connection().executescript(_SCHEMA)
+        except (OSError, sqlite3.Error) as error:
+            raise StateError(
+                f"state folder {self.directory} cannot be used ({error}); set FEEDSVC_STATE_DIR to a writable folder"
+            ) from None
+
+    def _connection(self) -> sqlite3.Connection:
+        db = getattr(self._local, "db", None)
+        if db is None:
+            db = sqlite3.connect(self.directory / DATABASE_FILE, timeout=30, isolation_level=None, check_same_thread=False)
+            db.execute("PRAGMA journal_mode=WAL")  # readers never wait for the writer
+            db.execute("PRAGMA synchronous=NORMAL")  # WAL stays consistent; a power cut may lose the last commit
+            self._local.db = db
+        return db
+
+    @contextmanager
+    def _transaction(self):
+        db = self._connection()
+        db.execute("BEGIN IMMEDIATE")  # take the write lock now: the read-decide-write below is one step
+        try:
+            yield db
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
+    # --- Last-Modified -------------------------------------------------------------------------
+
+    def last_modified(self, etags: Mapping[str, str], still_current: Callable[[], bool] = lambda: True) -> dict[str, datetime]:
+        """Return when each document's bytes last changed, recording documents with new bytes as changed now.
+
+        A time only moves forward: a document that changes twice within a second gets the next
+        second, and this call returns only once the clock has reached it, so a Last-Modified is
+        never later than the Date of a response that carries it (RFC 9110 §8.8.2.1).
+        ``still_current`` runs inside the transaction: a build of content that has changed since
+        it was read must not record its bytes after a newer build did (raises StaleBuildError).
+        """
+        with self._transaction() as db:
+            if not still_current():
+                raise StaleBuildError
+            known = {path: (etag, changed) for path, etag, changed in db.execute("SELECT path, etag, changed FROM documents")}
+            now = int(self.clock())
+            stamps: dict[str, int] = {}
+            updates = []
+            for path, etag in etags.items():
+                previous = known.get(path)
+                if previous is not None and previous[0] == etag:
+                    stamps[path] = previous[1]
+                    continue
+                stamps[path] = now if previous is None or now > previous[1] else previous[1] + 1
+                updates.append((path, etag, stamps[path]))
+            db.executemany(
+                "INSERT INTO documents (path, etag, changed) VALUES (?, ?, ?) "
+                "ON CONFLICT (path) DO UPDATE SET etag = excluded.etag, changed = excluded.changed",
+                updates,
+            )
+        ahead = max(stamps.values(), default=0) - self.clock()
+        if ahead > 0:
+            time.sleep(min(ahead, 1.0))
+        return {path: _seconds(moment) for path, moment in stamps.items()}
+
+    # --- WebSub ---------------------------------------------------------------------------------
+
+    def serving(self, token: str, version: str, topics: Mapping[str, str], alive: Callable[[int, str], bool] | None = None) -> list[str]:
+        """Record that worker ``token`` serves ``version``; return the topics to announce now.
+
+        Only the last live worker to switch gets a non-empty answer: the hub's fetch may land on
+        any worker, so a ping before every worker serves the new bytes could deliver old ones.
+        The answer is every topic whose entity tag differs from what the hub was last told, which
+        also announces changes made while the service was down. They are marked as announced
+        here; ``unannounce`` undoes that for a ping that never got through.
+        """
+        alive = alive or (lambda pid, started: process_start(pid) == started)
+        pid = os.getpid()
+        with self._transaction() as db:
+            db.execute(
+                "INSERT INTO workers (token, pid, started, version) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (token) DO UPDATE SET version = excluded.version",
+                (token, pid, process_start(pid) or "?", version),
+            )
+            others = list(db.execute("SELECT token, pid, started, version FROM workers WHERE token != ?", (token,)))
+            dead = [(other,) for other, pid, started, _ in others if not alive(pid, started)]
+            db.executemany("DELETE FROM workers WHERE token = ?", dead)
+            gone = {token for (token,) in dead}
+            if any(other_version != version for other, _, _, other_version in others if other not in gone):
+                return []
+            return _mark_announced(db, topics)
+
+    def announce(self, topics: Mapping[str, str]) -> list[str]:
+        """Return the topics whose entity tag differs from what the hub was last told, marking them told (for ``build``)."""
+        with self._transaction() as db:
+            return _mark_announced(db, topics)
+
+    def unannounce(self, topics: Iterable[str]) -> None:
+        """Forget that these topics were announced (their ping failed): the next start or change retries them."""
+        with self._transaction() as db:
+            db.executemany("DELETE FROM announced WHERE topic = ?", [(topic,) for topic in topics])
+
+    def retire(self, token: str) -> None:
+        """Remove a worker that stops serving."""
+        with self._transaction() as db:
+            db.execute("DELETE FROM workers WHERE token = ?", (token,))
