@@ -11,19 +11,21 @@ from .config import ConfigError, config_from_env, site_overrides
 from .content import SITE_DEFAULTS, ContentError, Problem, load_content, shorten
 from .export import export_publication
 from .nginx import static_site_config
-from .publication import Publication, Stamper, build_publication
+from .publication import Publication, build_publication
 from .store import StateError, Store, default_state_dir
 from .websub import HubNotifier
 
 
-def _load(directory: str, stamp: Stamper | None = None) -> Publication | None:
+def _load(directory: str, store: Store | None = None) -> Publication | None:
     """Load, validate and render content exactly as the service does, printing every problem; None when there are any.
 
     Every document is rendered, archive pages too, so whatever ``check`` accepts, ``serve`` serves.
     """
     try:
         config = config_from_env()
-        publication = build_publication(load_content(directory, site_overrides(config)), config.get("HUB_URL"), stamp=stamp)
+        content = load_content(directory, site_overrides(config))
+        stamp = None if store is None else lambda etags: store.last_modified(etags, content.version, lambda: True)
+        publication = build_publication(content, config.get("HUB_URL"), stamp=stamp)
         for path in sorted(publication.paths()):
             publication.document(path)
         return publication
@@ -94,7 +96,7 @@ def build(args: argparse.Namespace) -> int:
     except (ConfigError, StateError) as error:
         print(f"environment: {error}", file=sys.stderr)
         return 1
-    publication = _load(args.content, lambda etags: store.last_modified(etags))
+    publication = _load(args.content, store)
     if publication is None:
         return 1  # nothing written: a previous export stays as it was
     count = export_publication(publication, args.out)

@@ -59,13 +59,13 @@ def evaluate_preconditions(representation: Representation, chosen: Variant, envi
 
     An entity tag matches only the representation it names: the selected variant's.
     """
-    if_match = environ.get("HTTP_IF_MATCH")
+    if_match, if_unmodified_since = environ.get("HTTP_IF_MATCH"), environ.get("HTTP_IF_UNMODIFIED_SINCE")
     if if_match is not None:  # step 1
-        if _if_match_fails(chosen, if_match):
-            return PRECONDITION_FAILED
-    elif environ.get("HTTP_IF_UNMODIFIED_SINCE") is not None:  # step 2
-        if _if_unmodified_since_fails(representation, environ["HTTP_IF_UNMODIFIED_SINCE"]):
-            return PRECONDITION_FAILED
+        failed = _if_match_fails(chosen, if_match)
+    else:  # step 2, only without If-Match
+        failed = if_unmodified_since is not None and _if_unmodified_since_fails(representation, if_unmodified_since)
+    if failed:
+        return PRECONDITION_FAILED
     # steps 3 and 4 (If-None-Match decides when present, else If-Modified-Since), by Werkzeug
     if_none_match, if_modified_since = environ.get("HTTP_IF_NONE_MATCH"), environ.get("HTTP_IF_MODIFIED_SINCE")
     if (if_none_match is not None or if_modified_since is not None) and not is_resource_modified(

@@ -69,7 +69,8 @@ class FeedSpec:
             self.feed_id,
             self.history,
             self.hub_url,
-        ) + tuple(e.digest for e in self.entries)
+            *(e.digest for e in self.entries),
+        )
 
     def url(self, filename: str, prefix: str | None = None) -> str:
         """Return the absolute URL of one of this feed's documents (``feed.xml`` ...), or a sibling's."""

@@ -5,6 +5,7 @@ The same Publication backs the live service and the static export, so they serve
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ from .feeds import ATOM_TYPE, JSON_FEED_TYPE, RSS_TYPE, FeedSpec, render_json_fe
 from .models import Content
 from .pages import FeedLink, page_context, render_entry, render_index, render_not_found
 from .representation import FEED_CACHE, FEED_HEADERS, HTML_SECURITY_HEADERS, IMMUTABLE_CACHE, Representation, build_representation
+from .store import StaleBuildError
 
 HTML_TYPE = "text/html; charset=utf-8"
 _ASSETS = {  # packaged file -> media type
@@ -59,7 +61,10 @@ class Publication:
         if found is None and path in self.feed_specs:
             # two threads may race to render the same page: both produce the same bytes
             rendered = _feed_documents(self.feed_specs[path])
-            self.documents.update(_stamped(rendered, self.stamp))
+            # a newer version is served elsewhere (this worker has not switched yet): no Last-Modified rather than a wrong one
+            with contextlib.suppress(StaleBuildError):
+                rendered = _stamped(rendered, self.stamp)
+            self.documents.update(rendered)
             found = self.documents[path]
         return found
 

@@ -96,15 +96,15 @@ class Publisher:
         if self.on_new_version is not None:
             self.on_new_version(self.current)
 
-    def _stamper(self, current: Callable[[], tuple]) -> Stamper | None:
-        """Stamp documents through the store, refusing once the folder no longer is what ``current()`` describes."""
+    def _stamper(self, version: str, seen: tuple | None = None) -> Stamper | None:
+        """Stamp documents through the store: a build checks the folder is still ``seen``; later renders check the version."""
         if self.store is None:
             return None
-        store = self.store
-        directory = self.directory
+        store, directory = self.store, self.directory
+        still_current = None if seen is None else (lambda: fingerprint(directory) == seen)
 
         def stamp(etags: Mapping[str, str]) -> Mapping[str, datetime]:
-            return store.last_modified(etags, still_current=lambda: fingerprint(directory) == current())
+            return store.last_modified(etags, version, still_current)
 
         return stamp
 
@@ -113,9 +113,8 @@ class Publisher:
         content = load_content(self.directory, self.overrides, self._parsed)
         if self.current is not None and content.version == self.current.version:
             return None
-        publication = build_publication(content, self.hub_url, self.current, self._stamper(lambda: seen))
-        # archive pages rendered later are stamped only while this publisher's folder is unchanged
-        return replace(publication, stamp=self._stamper(lambda: self._fingerprint))
+        publication = build_publication(content, self.hub_url, self.current, self._stamper(content.version, seen))
+        return replace(publication, stamp=self._stamper(content.version))
 
     def refresh(self) -> bool:
         """Reload when the folder changed; return True when a new version is now served."""

@@ -25,7 +25,9 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS documents (path TEXT PRIMARY KEY, etag TEXT NOT NULL, changed INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS workers (token TEXT PRIMARY KEY, pid INTEGER NOT NULL, started TEXT NOT NULL, version TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS announced (topic TEXT PRIMARY KEY, etag TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
+_FEW = 500  # stamping fewer documents than this looks them up one by one, more reads the whole table
 
 
 class StateError(Exception):
@@ -119,19 +121,33 @@ class Store:
 
     # --- Last-Modified -------------------------------------------------------------------------
 
-    def last_modified(self, etags: Mapping[str, str], still_current: Callable[[], bool] = lambda: True) -> dict[str, datetime]:
+    def last_modified(self, etags: Mapping[str, str], version: str, still_current: Callable[[], bool] | None = None) -> dict[str, datetime]:
         """Return when each document's bytes last changed, recording documents with new bytes as changed now.
 
         A time only moves forward: a document that changes twice within a second gets the next
         second, and this call returns only once the clock has reached it, so a Last-Modified is
         never later than the Date of a response that carries it (RFC 9110 §8.8.2.1).
-        ``still_current`` runs inside the transaction: a build of content that has changed since
-        it was read must not record its bytes after a newer build did (raises StaleBuildError).
+
+        Stamps must follow the order in which the folder changed, or a worker still building an
+        older version could record old bytes as newer than what another worker serves. So a
+        version's build passes ``still_current`` (is the folder still what was read?), checked
+        inside the transaction, and becomes the current version; documents rendered later
+        (archive pages) are stamped only while their version is still the current one. Either
+        failing raises StaleBuildError.
         """
         with self._transaction() as db:
-            if not still_current():
+            if still_current is not None:
+                if not still_current():
+                    raise StaleBuildError
+                db.execute("INSERT OR REPLACE INTO settings (key, value) VALUES ('version', ?)", (version,))
+            elif db.execute("SELECT value FROM settings WHERE key = 'version'").fetchone() != (version,):
                 raise StaleBuildError
-            known = {path: (etag, changed) for path, etag, changed in db.execute("SELECT path, etag, changed FROM documents")}
+            if len(etags) < _FEW:
+                query = "SELECT path, etag, changed FROM documents WHERE path = ?"
+                rows = [row for path in etags for row in db.execute(query, (path,))]
+            else:
+                rows = db.execute("SELECT path, etag, changed FROM documents")
+            known = {path: (etag, changed) for path, etag, changed in rows}
             now = int(self.clock())
             stamps: dict[str, int] = {}
             updates = []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import shutil
 import tempfile
@@ -102,3 +103,103 @@ def test_any_unicode_round_trips_through_every_format(title, body, category):
     tree = lxml.html.fromstring(page)
     assert not tree.xpath("//script")
     assert tree.xpath("string(//h1)") == entry.title
+
+
+# --- reload == fresh build -------------------------------------------------------------------
+
+POSTS = sorted(p.name for p in (BUNDLED_CONTENT / "posts").glob("*.md"))
+words = st.text(alphabet="abcdefgh &<>\u00e9\U0001f600", min_size=1, max_size=12).filter(lambda t: t.strip())
+edit_ops = st.one_of(
+    st.tuples(st.just("title"), st.sampled_from(POSTS), words),
+    st.tuples(st.just("body"), st.sampled_from(POSTS), words),
+    st.tuples(st.just("offset"), st.sampled_from(POSTS), st.sampled_from(["+02:00", "-05:30", "Z"])),
+    st.tuples(st.just("backdate"), st.sampled_from(POSTS), st.integers(1, 400)),
+    st.tuples(st.just("section"), st.sampled_from(POSTS), st.sampled_from(["article", "featured", "latest"])),
+    st.tuples(st.just("delete"), st.sampled_from(POSTS), st.none()),
+    st.tuples(st.just("add"), st.integers(0, 5), st.integers(0, 900)),
+    st.tuples(st.just("site_title"), st.none(), words),
+    st.tuples(st.just("touch"), st.sampled_from(POSTS), st.none()),
+)
+
+
+def _front_matter(path: Path) -> tuple[dict, str]:
+    _, front, body = path.read_text(encoding="utf-8").split("---\n", 2)
+    return yaml.safe_load(front), body
+
+
+def _write(path: Path, data: dict, body: str) -> None:
+    path.write_text(f"---\n{yaml.safe_dump(data, allow_unicode=True)}---\n{body}", encoding="utf-8")
+
+
+def apply_edit(content_dir: Path, op: tuple) -> None:
+    """Edit the content folder the way an editor would; every edit leaves it valid."""
+    from datetime import UTC, datetime, timedelta, timezone
+
+    from dateutil import parser as date_parser
+
+    kind, name, value = op
+    if kind == "add":
+        when = datetime(2025, 7, 1, tzinfo=UTC) + timedelta(minutes=value * 17)
+        _write(
+            content_dir / "posts" / f"added-{name}.md",
+            {"id": f"urn:x:added-{name}", "title": f"Added {name}", "date": when.isoformat(), "section": "latest"},
+            f"Body {value}\n",
+        )
+        return
+    if kind == "site_title":
+        site = yaml.safe_load((content_dir / "site.yaml").read_text(encoding="utf-8"))
+        site["title"] = value
+        (content_dir / "site.yaml").write_text(yaml.safe_dump(site, allow_unicode=True), encoding="utf-8")
+        return
+    path = content_dir / "posts" / name
+    if not path.exists():
+        return
+    data, body = _front_matter(path)
+    if kind == "delete":
+        path.unlink()
+        return
+    if kind == "title":
+        data["title"] = value
+    elif kind == "body":
+        body = f"{value}\n\n{body}"
+    elif kind in ("offset", "backdate"):
+        moment = date_parser.parse(str(data["date"]))
+        moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+        if kind == "backdate":
+            moment -= timedelta(days=value)
+        else:  # the same instant, written with another offset
+            zone = UTC if value == "Z" else timezone(timedelta(hours=int(value[:3]), minutes=int(value[0] + value[4:])))
+            moment = moment.astimezone(zone)
+        data["date"] = moment.isoformat()
+        data.pop("updated", None)
+    elif kind == "section":
+        data["section"] = value
+    _write(path, data, body)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(edits=st.lists(edit_ops, min_size=1, max_size=6))
+def test_a_reloaded_publication_is_byte_identical_to_a_fresh_build(edits):
+    from feedsvc import create_app
+    from feedsvc.publication import build_publication
+
+    directory = Path(tempfile.mkdtemp(prefix="feedsvc-reload-"))
+    try:
+        content_dir = shutil.copytree(BUNDLED_CONTENT, directory / "content")
+        ticks = itertools.count(1_800_000_000)  # a clock a second ahead on every look: no waiting for the next second
+        app = create_app(
+            {"CONTENT_DIR": str(content_dir), "STATE_DIR": str(directory / "state"), "RELOAD_INTERVAL": 0, "CLOCK": lambda: next(ticks)}
+        )
+        publisher = app.extensions["feedsvc"]
+        for edit in edits:
+            apply_edit(content_dir, edit)
+            publisher.refresh()
+            assert publisher.error is None, publisher.error
+            reloaded = publisher.current
+            fresh = build_publication(load_content(content_dir))
+            assert reloaded.version == fresh.version
+            assert reloaded.paths() == fresh.paths()
+            for path in sorted(fresh.paths()):
+                assert reloaded.document(path).body == fresh.document(path).body, (edit, path)
+    finally:
+        shutil.rmtree(directory)

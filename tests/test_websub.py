@@ -107,7 +107,7 @@ def test_pings_are_retried_with_backoff_until_the_hub_accepts(content_dir, state
 def test_a_refused_ping_is_not_retried_and_a_failing_feed_holds_up_no_other(content_dir, state_dir, hub):
     refused, failing = f"{BASE}/feed.json", f"{BASE}/atom.xml"
     hub.refuse = {refused: 400, failing: 503}
-    app, publisher = make_app(content_dir, state_dir, hub.url, HUB_URL=hub.url)
+    app, _ = make_app(content_dir, state_dir, hub.url)
     notifier = app.extensions["feedsvc.websub"]
     assert hub.attempts.count(refused) == 1  # a 4xx is final
     assert hub.attempts.count(failing) == notifier.attempts  # a 5xx is retried, then given up
