@@ -13,6 +13,7 @@ from datetime import datetime
 from functools import cache
 from importlib import resources
 
+from .content import ContentError, Problem, shorten
 from .feeds import ATOM_TYPE, JSON_FEED_TYPE, RSS_TYPE, FeedSpec, render_json_feed, render_xml_feeds, site_feeds
 from .models import Content
 from .pages import FeedLink, page_context, render_entry, render_index, render_not_found
@@ -168,7 +169,12 @@ def build_publication(
         if earlier.get(entry.path) == entry.digest:
             documents[entry.path] = previous.documents[entry.path]
         else:
-            documents[entry.path] = page(render_entry(context, entry))
+            try:
+                documents[entry.path] = page(render_entry(context, entry))
+            except Exception as error:  # whatever a library chokes on: name the file, keep serving the last good version
+                raise ContentError(
+                    [Problem(entry.source, "file", f"cannot be rendered: {type(error).__name__}: {shorten(str(error), 80)}")]
+                ) from error
     documents.update(assets.values())
     # never cached: a path that is missing now may be published in a minute
     not_found = build_representation(

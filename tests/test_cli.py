@@ -104,3 +104,33 @@ def test_a_relative_hub_url_is_refused():
     result = _run("check", env={"FEEDSVC_HUB_URL": "hub.example.com"})
     assert result.returncode == 1
     assert "FEEDSVC_HUB_URL='hub.example.com' is not a valid absolute http(s) URL" in result.stderr
+
+
+@pytest.mark.parametrize("value", ["nan", "-1", "inf", "soon"])
+def test_an_impossible_reload_interval_is_refused(value):
+    result = _run("check", env={"FEEDSVC_RELOAD_INTERVAL": value})
+    assert result.returncode == 1
+    assert f"FEEDSVC_RELOAD_INTERVAL={value!r} is not a valid number of seconds (0 or more)" in result.stderr
+
+
+def test_serve_refuses_a_state_folder_it_cannot_write(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    result = _run("serve", "--port", "1", env={"FEEDSVC_STATE_DIR": str(blocker / "state")})
+    assert result.returncode == 1
+    assert "cannot be used" in result.stderr and "FEEDSVC_STATE_DIR" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_serve_starts_with_a_read_only_content_folder_and_an_empty_state_folder(content_dir, tmp_path):
+    files = sorted(content_dir.rglob("*"))
+    for path in [content_dir, *files]:
+        path.chmod(0o555 if path.is_dir() else 0o444)
+    try:
+        env = {"FEEDSVC_STATE_DIR": str(tmp_path / "fresh" / "state")}
+        with running_service(content_dir, tmp_path, env=env) as (base, _), urllib.request.urlopen(f"{base}/feed.xml") as response:
+            assert response.status == 200 and response.headers["Last-Modified"]
+        assert (tmp_path / "fresh" / "state" / "feedsvc.sqlite3").exists()
+        assert sorted(content_dir.rglob("*")) == files  # (root ignores the mode bits: check nothing was written)
+    finally:
+        for path in [content_dir, *content_dir.rglob("*")]:
+            path.chmod(0o755 if path.is_dir() else 0o644)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from feedsvc.content import ContentError, load_content, render_markdown, split_front_matter
+from feedsvc.content import SUMMARY_LIMIT, ContentError, content_files, load_content, render_markdown, split_front_matter
 from tests.conftest import BUNDLED_CONTENT, require, write_entry
 
 SEED = Path(__file__).resolve().parents[2] / "shared" / "seeds" / "000_a13736f9783a376b.txt"
@@ -239,3 +239,90 @@ def test_summary_defaults_to_the_first_paragraph_as_plain_text(content_dir):
     write_entry(content_dir, "sum.md", GOOD_ENTRY, body="# Heading\n\nFirst *para* with `code`\nand a [link](/x).\n\nSecond.\n")
     entry = next(e for e in load_content(content_dir).entries if e.slug == "sum")
     assert entry.summary == "First para with code and a link."
+
+
+@pytest.mark.parametrize(
+    "name",
+    [".#post.md", "#post.md#", "post.md~", ".post.md.swp", "README.md", "readme.md", ".drafts/post.md", "notes.txt"],
+)
+def test_editor_files_and_documentation_are_not_entries(content_dir, name):
+    path = content_dir / "posts" / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("not front matter at all")
+    assert [p.name for p in content_files(content_dir)].count(path.name) == 0
+    assert len(load_content(content_dir).entries) == 11
+
+
+def test_a_dangling_symlink_is_not_an_entry(content_dir):
+    # what Emacs leaves while a buffer has unsaved changes: .#name.md -> user@host.pid:time
+    (content_dir / "posts" / "lock.md").symlink_to("root@host.4242:1700000000")
+    assert len(load_content(content_dir).entries) == 11
+
+
+@pytest.mark.parametrize(
+    ("written", "words"),
+    [
+        ("Jul 07", "is not a complete date"),  # the year would come from the day the process started
+        ("19:00", "is not a complete date"),
+        ("Monday", "is not a complete date"),
+        ("July 2025", "is not a complete date"),
+        ("Jul 07, 2025 19:00 PST", "time-zone abbreviation 'PST' is ambiguous"),
+        ("2025-07-07 19:00 GMT+3", "mixes a zone name with an offset"),
+        ("0001-01-01T00:30:00+01:00", "outside the years 1000-9999"),
+        ("9999-12-31T23:00:00-05:00", "outside the years 1000-9999"),
+    ],
+)
+def test_dates_that_depend_on_the_day_or_cannot_be_written_are_refused(content_dir, written, words):
+    write_entry(content_dir, "bad.md", GOOD_ENTRY.replace("Jul 08, 2025 09:00", written))
+    problems = _problems(content_dir)
+    assert any(p.startswith("posts/bad.md: date: ") and words in p for p in problems), problems
+
+
+@pytest.mark.parametrize(
+    ("written", "words"),
+    [
+        ("Mar 30, 2025 01:30", "does not exist (the clocks skip it) in Europe/London"),
+        ("Oct 26, 2025 01:30", "happens twice (the clocks go back) in Europe/London"),
+    ],
+)
+def test_local_times_in_a_dst_gap_or_overlap_are_refused(content_dir, written, words):
+    site = content_dir / "site.yaml"
+    site.write_text(site.read_text().replace("timezone: UTC", "timezone: Europe/London"))
+    write_entry(content_dir, "bad.md", GOOD_ENTRY.replace("Jul 08, 2025 09:00", written))
+    assert any(words in p and "UTC offset" in p for p in _problems(content_dir))
+
+
+@pytest.mark.parametrize(
+    ("written", "expected"),
+    [
+        ("2025-07-07T19:30:00+02:00", "2025-07-07T19:30:00+02:00"),
+        ("2025-07-07T17:30:00Z", "2025-07-07T17:30:00+00:00"),
+        ("Jul 07, 2025 17:30 UTC", "2025-07-07T17:30:00+00:00"),
+        ("2000-01-01", "2000-01-01T00:00:00+00:00"),
+        ("Jan 01, 2025 00:00", "2025-01-01T00:00:00+00:00"),
+    ],
+)
+def test_complete_dates_keep_the_offset_they_were_written_with(content_dir, written, expected):
+    write_entry(content_dir, "good.md", GOOD_ENTRY.replace("Jul 08, 2025 09:00", written))
+    entry = next(e for e in load_content(content_dir).entries if e.slug == "good")
+    assert entry.published.isoformat() == expected
+
+
+@pytest.mark.parametrize(
+    ("body", "summary"),
+    [
+        ("- first point\n- second point\n\nThen prose.\n", "first point; second point"),
+        ("![A harbour at dawn](harbour.jpg)\n\nThe lede after the picture.\n", "The lede after the picture."),
+        ("## A heading\n\nText under it.\n", "Text under it."),
+        ("A body that mentions <aside> and 5 < 6.\n", "A body that mentions <aside> and 5 < 6."),
+    ],
+)
+def test_summary_is_the_first_text_of_the_body(content_dir, body, summary):
+    write_entry(content_dir, "sum.md", GOOD_ENTRY, body=body)
+    assert next(e for e in load_content(content_dir).entries if e.slug == "sum").summary == summary
+
+
+def test_a_long_summary_is_cut_at_a_word(content_dir):
+    write_entry(content_dir, "long.md", GOOD_ENTRY, body=" ".join(["wordy"] * 200) + "\n")
+    summary = next(e for e in load_content(content_dir).entries if e.slug == "long").summary
+    assert len(summary) <= SUMMARY_LIMIT and summary.endswith("wordy\u2026")

@@ -131,3 +131,23 @@ def test_markup_characters_and_relative_links_survive_every_format(content_dir):
         assert "&lt;b&gt;bold&lt;/b&gt;" in entry.content[0].value
     item = json.loads(render_json_feed(spec))["items"][0]
     assert item["title"] == title
+
+
+def test_rss_description_is_escaped_html_so_readers_show_the_text(content_dir):
+    write_entry(
+        content_dir,
+        "aside.md",
+        'id: "urn:x:aside"\ntitle: Aside\ndate: 2025-07-08T10:00:00Z\nsection: latest',
+        body="A body that mentions <aside> and 5 < 6 & more.\n",
+    )
+    spec = site_feed(load_content(content_dir))
+    item = etree.fromstring(render_rss(spec)).find("channel/item")
+    # readers treat <description> as HTML: the plain text goes in HTML-escaped
+    assert item.findtext("description") == "A body that mentions &lt;aside&gt; and 5 &lt; 6 &amp; more."
+    for document in (render_rss(spec), render_atom(spec)):
+        entry = feedparser.parse(document).entries[0]
+        assert entry.summary_detail.type == "text/html"
+        assert "&lt;aside&gt;" in entry.summary  # shown as the word "<aside>", not swallowed as a tag
+    atom_summary = etree.fromstring(render_atom(spec)).find("atom:entry/atom:summary", NS)
+    assert atom_summary.get("type") == "html"
+    assert json.loads(render_json_feed(spec))["items"][0]["summary"] == "A body that mentions <aside> and 5 < 6 & more."

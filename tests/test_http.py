@@ -214,3 +214,12 @@ def test_every_response_with_a_body_declares_its_charset(client, method, path, h
 def test_the_404_page_is_never_cached(client):
     # a cache holding a 404 would hide a post published a minute later
     assert client.get("/posts/not-yet/").headers["Cache-Control"] == "no-store"
+
+
+@pytest.mark.parametrize("path", ["/feed.xml", "/", ARTICLE])
+def test_a_query_string_gets_the_same_document(client, path):
+    plain = client.get(path)
+    for query in ("?x=1", "?utm_source=reader&x=%00"):
+        response = client.get(path + query)
+        assert response.status_code == 200
+        assert response.data == plain.data and response.headers["ETag"] == plain.headers["ETag"]

@@ -27,7 +27,7 @@ def cached_service(content_dir, tmp_path):
             access_log {tmp_path}/access.log cache;
             upstream feedsvc {{ server {service_url.removeprefix("http://")}; keepalive 8; }}
             proxy_cache_path {tmp_path}/cache keys_zone=feedsvc:1m max_size=50m inactive=1h use_temp_path=off;
-            map $http_accept_encoding $feedsvc_encoding {{ default ""; "~*gzip" "gzip"; }}
+            include {ROOT}/deploy/nginx-feedsvc-http.conf;
         """
         with running_nginx(tmp_path, http, f"include {NGINX_SNIPPET};", "/healthz") as proxy:
             yield proxy, tmp_path / "access.log"
@@ -88,3 +88,33 @@ def test_client_revalidation_through_the_cache_gets_304(cached_service):
     status, again, body = get(proxy + "/feed.xml", {"Accept-Encoding": "gzip", "If-None-Match": headers["ETag"]})
     assert status == 304 and body == b""
     assert again["ETag"] == headers["ETag"]
+
+
+def test_a_query_string_does_not_bypass_the_cache(cached_service):
+    proxy, _ = cached_service
+    _status, headers, body = get(proxy + "/feed.xml")
+    assert headers["X-Cache-Status"] == "MISS"
+    for query in ("?x=1", "?utm_source=reader&x=2"):
+        again = get(proxy + "/feed.xml" + query)
+        assert again[0] == 200 and again[2] == body and again[1]["X-Cache-Status"] == "HIT"
+
+
+@pytest.mark.parametrize(
+    ("accept_encoding", "gzipped"),
+    [
+        ("gzip", True),
+        ("gzip, deflate, br", True),
+        ("GZIP;Q=0.5", True),
+        ("x-gzip", True),
+        ("gzip;q=0", False),
+        ("gzip;q=0, *", False),  # what feedsvc answers too: a coding named with q=0 is refused
+        ("deflate, gzip; q=0.000", False),
+        ("x-gzip;q=0", False),
+        ("identity", False),
+        ("*", False),  # feedsvc itself may send gzip; identity is acceptable to every client
+    ],
+)
+def test_the_proxy_honours_q_zero_like_the_service(cached_service, accept_encoding, gzipped):
+    proxy, _ = cached_service
+    _, headers, _body = get(proxy + "/feed.xml", {"Accept-Encoding": accept_encoding})
+    assert (headers["Content-Encoding"] == "gzip") is gzipped

@@ -75,13 +75,78 @@ def test_touching_a_file_changes_nothing(publisher, app):
 def test_watcher_thread_picks_up_an_edit_within_seconds(content_dir):
     from feedsvc import create_app
 
-    app = create_app({"CONTENT_DIR": str(content_dir), "RELOAD_INTERVAL": 0.1})
+    app = create_app({"CONTENT_DIR": str(content_dir), "STATE_DIR": str(content_dir.parent / "state"), "RELOAD_INTERVAL": 0.1})
     publisher = app.extensions["feedsvc"]
     try:
         write_entry(content_dir, "brand-new.md", NEW_POST)
         deadline = time.monotonic() + 5
         while b"A brand new post" not in app.test_client().get("/feed.xml").data:
             assert time.monotonic() < deadline, "edit not served within 5 s"
+            time.sleep(0.05)
+    finally:
+        publisher.stop()
+
+
+def test_a_failure_while_rendering_is_a_content_problem_and_changes_nothing_served(publisher, app, monkeypatch):
+    import feedsvc.publication
+
+    client = app.test_client()
+    before = client.get("/feed.xml")
+    status_before = publisher.status()
+    real_render = feedsvc.publication.render_entry
+
+    def render_or_fail(context, entry):
+        if entry.slug == "brand-new":
+            raise OverflowError("date value out of range")
+        return real_render(context, entry)
+
+    monkeypatch.setattr(feedsvc.publication, "render_entry", render_or_fail)
+    write_entry(publisher.directory, "brand-new.md", NEW_POST)
+    assert publisher.refresh() is False
+    status = publisher.status()
+    assert status["status"] == "degraded"
+    assert status["error"] == ["posts/brand-new.md: file: cannot be rendered: OverflowError: date value out of range"]
+    # the transaction did not happen: same version, same load time, same bytes
+    assert status["content_version"] == status_before["content_version"]
+    assert status["last_successful_load"] == status_before["last_successful_load"]
+    assert client.get("/feed.xml").data == before.data
+    # retried on the next change
+    monkeypatch.setattr(feedsvc.publication, "render_entry", real_render)
+    _bump_mtime(publisher.directory / "posts" / "brand-new.md")
+    assert publisher.refresh() is True
+    assert publisher.status()["status"] == "ok"
+    assert b"A brand new post" in client.get("/feed.xml").data
+
+
+def test_an_editors_lock_file_does_not_stop_the_save_being_served(content_dir, state_dir):
+    from feedsvc import create_app
+
+    lock = content_dir / "posts" / ".#brand-new.md"
+    lock.symlink_to("editor@host.4242:1700000000")  # Emacs: a dangling link while the buffer is modified
+    app = create_app({"CONTENT_DIR": str(content_dir), "STATE_DIR": str(state_dir), "RELOAD_INTERVAL": 0.05})
+    publisher = app.extensions["feedsvc"]
+    try:
+        write_entry(content_dir, "brand-new.md", NEW_POST)
+        lock.unlink()  # saved: the lock goes
+        deadline = time.monotonic() + 5
+        while b"A brand new post" not in app.test_client().get("/feed.xml").data or publisher.status()["status"] != "ok":
+            assert time.monotonic() < deadline, publisher.status()
+            time.sleep(0.05)
+    finally:
+        publisher.stop()
+
+
+def test_a_save_made_while_the_service_started_is_served_without_waiting_for_the_safety_net(content_dir, state_dir):
+    from feedsvc import create_app
+
+    app = create_app({"CONTENT_DIR": str(content_dir), "STATE_DIR": str(state_dir), "RELOAD_INTERVAL": 0})
+    publisher = app.extensions["feedsvc"]
+    write_entry(content_dir, "brand-new.md", NEW_POST)  # after the content was read, before the watch began
+    publisher.watch(0.05)
+    try:
+        deadline = time.monotonic() + 5  # the safety net would take 30 s
+        while b"A brand new post" not in app.test_client().get("/feed.xml").data:
+            assert time.monotonic() < deadline
             time.sleep(0.05)
     finally:
         publisher.stop()
