@@ -72,6 +72,7 @@ def pinned(command: list[str], env: dict, url: str, log: Path):
 
 def service(content: Path, port: int, workers: int, log: Path, extra_env: dict | None = None):
     env = {k: v for k, v in os.environ.items() if not k.startswith("FEEDSVC_")} | (extra_env or {})
+    env["FEEDSVC_STATE_DIR"] = str(log.parent / f"state-{content.name}")  # the run's own, next to its logs
     command = [sys.executable, "-m", "feedsvc", "serve", "--port", str(port), "--workers", str(workers), "--content", str(content)]
     return pinned(command, env, f"http://127.0.0.1:{port}/healthz", log)
 

@@ -80,12 +80,14 @@ def evaluate_preconditions(representation: Representation, chosen: Variant, envi
 
 def respond(representation: Representation, environ: dict) -> tuple[str, Headers, bytes]:
     """Return status, headers and body for a GET or HEAD of this representation."""
+    if_none_match = environ.get("HTTP_IF_NONE_MATCH")
+    # the common poll echoes the exact tag it got: a dict lookup, when nothing outranks If-None-Match
+    if if_none_match is not None and "HTTP_IF_MATCH" not in environ and "HTTP_IF_UNMODIFIED_SINCE" not in environ:
+        held = representation.by_etag.get(if_none_match)
+        if held is not None and held is select_variant(representation, environ):
+            return NOT_MODIFIED, held.not_modified_headers, b""
     chosen = select_variant(representation, environ)
     if representation.validates:
-        if_none_match = environ.get("HTTP_IF_NONE_MATCH")
-        # the common poll echoes the exact tag it got: one comparison, when nothing outranks it
-        if if_none_match == chosen.etag and "HTTP_IF_MATCH" not in environ and "HTTP_IF_UNMODIFIED_SINCE" not in environ:
-            return NOT_MODIFIED, chosen.not_modified_headers, b""
         outcome = evaluate_preconditions(representation, chosen, environ)
         if outcome == PRECONDITION_FAILED:
             return PRECONDITION_FAILED, _PRECONDITION_FAILED_HEADERS, b""

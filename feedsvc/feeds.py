@@ -56,6 +56,9 @@ class FeedSpec:
     entries: tuple[Entry, ...]  # newest first, already limited
     history: History = History()
     hub_url: str | None = None  # WebSub hub, advertised by subscription documents
+    # what an empty feed reports as updated: the site's newest change (the epoch would be an
+    # "implausible date" to validators, and now() would change the bytes on every render)
+    quiet_since: datetime = _NO_ENTRIES
 
     @property
     def key(self) -> tuple:
@@ -69,6 +72,7 @@ class FeedSpec:
             self.feed_id,
             self.history,
             self.hub_url,
+            self.quiet_since.isoformat(),
             *(e.digest for e in self.entries),
         )
 
@@ -79,7 +83,7 @@ class FeedSpec:
     @property
     def updated(self) -> datetime:
         """Return the newest change of any entry in the feed (feed-level updated / lastBuildDate)."""
-        return max((e.updated for e in self.entries), default=_NO_ENTRIES)
+        return max((e.updated for e in self.entries), default=self.quiet_since)
 
     def links(self, filename: str) -> list[tuple[str, str]]:
         """Return the (rel, absolute URL) links to the hub and to sibling documents of the same format."""
@@ -108,20 +112,28 @@ def feed_id(site: Site, prefix: str) -> str:
 
 
 def feed_family(
-    site: Site, title: str, description: str, home_path: str, prefix: str, entries: tuple[Entry, ...], hub_url: str | None
+    site: Site,
+    title: str,
+    description: str,
+    home_path: str,
+    prefix: str,
+    entries: tuple[Entry, ...],
+    hub_url: str | None,
+    quiet_since: datetime = _NO_ENTRIES,
 ) -> tuple[FeedSpec, ...]:
     """Describe a logical feed: its subscription document, then its RFC 5005 archive documents, oldest first.
 
     An entry's archive document is the day (or month) it was published in, so adding, deleting or
     back-dating an entry changes only the documents that hold it, and an archive URL keeps its
     entries (RFC 5005 §4: an archive document's entries SHOULD NOT change). Every entry is in
-    its period's archive, the newest ones too (clients merge by id). Readers that ignore RFC 5005
-    just see an ordinary feed of the newest ``item_limit`` entries.
+    its period's archive, the newest ones too (clients merge by id). Archives exist once the feed
+    holds more entries than its subscription document shows. Readers that ignore RFC 5005 just
+    see an ordinary feed of the newest ``item_limit`` entries.
     """
     by_period: dict[str, list[Entry]] = {}
     for entry in entries:  # newest first, so each month's list is too
         by_period.setdefault(archive_period(site, entry), []).append(entry)
-    periods = sorted(by_period)
+    periods = sorted(by_period) if len(entries) > site.item_limit else []
 
     def archive(period: str) -> str:
         return f"{prefix}/archive/{period}"
@@ -137,6 +149,7 @@ def feed_family(
         entries[: site.item_limit],
         History(prev_archive=archive(periods[-1]) if periods else None),
         hub_url,
+        quiet_since,
     )
     archives = tuple(
         FeedSpec(
@@ -152,6 +165,7 @@ def feed_family(
                 prev_archive=archive(periods[index - 1]) if index > 0 else None,
                 next_archive=archive(periods[index + 1]) if index + 1 < len(periods) else None,
             ),
+            quiet_since=quiet_since,
         )
         for index, period in enumerate(periods)
     )
@@ -161,7 +175,8 @@ def feed_family(
 def site_feeds(content: Content, hub_url: str | None = None) -> tuple[FeedSpec, ...]:
     """Describe the site feed and one feed per section, each with its archive documents."""
     site = content.site
-    families = [feed_family(site, site.title, site.description, "/", "", content.entries, hub_url)]
+    newest = max((e.updated for e in content.entries), default=_NO_ENTRIES)
+    families = [feed_family(site, site.title, site.description, "/", "", content.entries, hub_url, newest)]
     for section in site.sections:
         families.append(
             feed_family(
@@ -172,6 +187,7 @@ def site_feeds(content: Content, hub_url: str | None = None) -> tuple[FeedSpec, 
                 f"/{section.key}",
                 content.in_section(section.key),
                 hub_url,
+                newest,
             )
         )
     return tuple(spec for family in families for spec in family)

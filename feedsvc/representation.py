@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
@@ -68,6 +69,9 @@ class Representation:
     identity: Variant = field(init=False)
     gzip: Variant | None = field(init=False)
     variants: tuple[Variant, ...] = field(init=False)
+    validates: bool = field(init=False)  # conditional requests apply (not to error pages)
+    # quoted ETag -> variant, for the common poll that echoes the exact tag it was given
+    by_etag: Mapping[str, Variant] = field(init=False)
 
     def __post_init__(self) -> None:
         shared: list[tuple[str, str]] = [("Cache-Control", self.cache_control)]
@@ -88,11 +92,8 @@ class Representation:
         object.__setattr__(self, "identity", identity)
         object.__setattr__(self, "gzip", compressed)
         object.__setattr__(self, "variants", tuple(v for v in (compressed, identity) if v is not None))
-
-    @property
-    def validates(self) -> bool:
-        """Tell whether conditional requests apply (not to error pages)."""
-        return self.status == "200 OK"
+        object.__setattr__(self, "validates", self.status == "200 OK")
+        object.__setattr__(self, "by_etag", {v.etag: v for v in self.variants} if self.validates else {})
 
     def stamped(self, last_modified: datetime | None) -> Representation:
         """Return this representation with another Last-Modified (the same object when it is unchanged)."""

@@ -111,6 +111,20 @@ def running_nginx(work: Path, http_directives: str, server_directives: str, read
         nginx.wait(timeout=20)
 
 
+class QuietHandler(BaseHTTPRequestHandler):
+    """A request handler that does not log every request to stderr."""
+
+    def log_message(self, *args):
+        pass
+
+
+def serve_in_thread(handler: type[BaseHTTPRequestHandler], path: str) -> tuple[ThreadingHTTPServer, str]:
+    """Serve ``handler`` on a free loopback port from a daemon thread; return the server and the URL of ``path``."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_port}{path}"
+
+
 class RecordingHub:
     """A local HTTP server playing a WebSub hub: records each publish POST; can fail, refuse or hold on purpose.
 
@@ -128,7 +142,7 @@ class RecordingHub:
         self.lock = threading.Lock()
         hub = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_POST(self):
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 form = dict(urllib.parse.parse_qsl(body.decode()))
@@ -146,12 +160,7 @@ class RecordingHub:
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}/hub"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.server, self.url = serve_in_thread(Handler, "/hub")
 
     def topics(self) -> list[str]:
         """Return the topics of the accepted pings, sorted."""

@@ -11,13 +11,12 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import feedparser
 import pytest
 
 from tests.conftest import ROOT, require, write_entry
-from tests.servers import free_port, running_service
+from tests.servers import QuietHandler, free_port, running_service, serve_in_thread
 
 
 class Subscriber:
@@ -28,7 +27,7 @@ class Subscriber:
         self.delivered = threading.Condition()
         subscriber = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_GET(self):  # §5.3 intent verification
                 query = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(self.path).query))
                 challenge = query.get("hub.challenge", "").encode()
@@ -45,12 +44,7 @@ class Subscriber:
                 self.send_response(204)
                 self.end_headers()
 
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}/callback"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.server, self.url = serve_in_thread(Handler, "/callback")
 
     def wait_for(self, count: int, timeout: float = 20) -> list[bytes]:
         with self.delivered:
