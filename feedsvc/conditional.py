@@ -7,8 +7,6 @@ comparison; everything else goes through Werkzeug's parsers.
 
 from __future__ import annotations
 
-from functools import lru_cache
-
 from werkzeug.http import parse_accept_header, parse_date, parse_etags
 from werkzeug.sansio.http import is_resource_modified
 
@@ -19,8 +17,7 @@ PRECONDITION_FAILED = "412 Precondition Failed"
 _PRECONDITION_FAILED_HEADERS = (("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", "0"), ("Cache-Control", "no-store"))
 
 
-@lru_cache(maxsize=256)  # clients send a handful of distinct values; parse each once
-def accepts_gzip(accept_encoding: str) -> bool:
+def _parse_accepts_gzip(accept_encoding: str) -> bool:
     """Tell whether an Accept-Encoding value admits gzip (RFC 9110 §12.5.3).
 
     A coding named explicitly decides, whatever "*" says: "gzip;q=0, *" means never gzip.
@@ -32,6 +29,23 @@ def accepts_gzip(accept_encoding: str) -> bool:
         if coding in qualities:
             return qualities[coding] > 0
     return False
+
+
+# Accept-Encoding value -> admits gzip. Clients send a handful of distinct values: each is parsed
+# once. A plain dict, not lru_cache: this lookup is on every poll, and a dict.get costs less.
+_ACCEPTS_GZIP: dict[str, bool] = {}
+_ACCEPTS_GZIP_MAX = 256
+
+
+def accepts_gzip(accept_encoding: str) -> bool:
+    """Tell whether an Accept-Encoding value admits gzip, parsing each distinct value once."""
+    known = _ACCEPTS_GZIP.get(accept_encoding)
+    if known is None:
+        known = _parse_accepts_gzip(accept_encoding)
+        if len(_ACCEPTS_GZIP) >= _ACCEPTS_GZIP_MAX:  # hostile clients send endless variants
+            _ACCEPTS_GZIP.clear()
+        _ACCEPTS_GZIP[accept_encoding] = known
+    return known
 
 
 def select_variant(representation: Representation, environ: dict) -> Variant:
@@ -84,8 +98,17 @@ def respond(representation: Representation, environ: dict) -> tuple[str, Headers
     # the common poll echoes the exact tag it got: a dict lookup, when nothing outranks If-None-Match
     if if_none_match is not None and "HTTP_IF_MATCH" not in environ and "HTTP_IF_UNMODIFIED_SINCE" not in environ:
         held = representation.by_etag.get(if_none_match)
-        if held is not None and held is select_variant(representation, environ):
-            return NOT_MODIFIED, held.not_modified_headers, b""
+        if held is not None:
+            # the tag must name the variant this request selects (select_variant, inlined for the hot path)
+            gzip_variant = representation.gzip
+            if gzip_variant is None:
+                return NOT_MODIFIED, held.not_modified_headers, b""
+            accept_encoding = environ.get("HTTP_ACCEPT_ENCODING")
+            wants_gzip = _ACCEPTS_GZIP.get(accept_encoding) if accept_encoding else False
+            if wants_gzip is None:
+                wants_gzip = accepts_gzip(accept_encoding)
+            if (held is gzip_variant) is wants_gzip:
+                return NOT_MODIFIED, held.not_modified_headers, b""
     chosen = select_variant(representation, environ)
     if representation.validates:
         outcome = evaluate_preconditions(representation, chosen, environ)
