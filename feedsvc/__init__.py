@@ -1,4 +1,19 @@
-"""feedsvc: publish a site's Markdown content as RSS, Atom and JSON Feed, plus HTML pages."""
+"""feedsvc: publish a site's Markdown content as RSS, Atom and JSON Feed, plus HTML pages.
+
+Glossary (one word per concept):
+- content: the folder of source files (site.yaml, posts/*.md) and its parsed, validated value;
+  its version is a digest of the files.
+- entry: one article or post; section: a named group of entries.
+- document: one URL's bytes (a page, a feed, an asset); a representation is a document ready to
+  serve (identity and gzip variants, ETags, headers).
+- publication: every document of one content version; the publisher owns the live one and
+  replaces it on edits.
+- stamp: the Last-Modified a document's bytes get from the store (when they last changed).
+- store: the durable state in FEEDSVC_STATE_DIR, shared by all workers.
+- subscription feed: a feed readers subscribe to (the site's, a section's); archive document:
+  an RFC 5005 page of older entries.
+- ping: a WebSub publish notification to the hub; announced: what the hub was last told.
+"""
 
 from __future__ import annotations
 
