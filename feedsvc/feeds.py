@@ -193,11 +193,6 @@ def site_feeds(content: Content, hub_url: str | None = None) -> tuple[FeedSpec, 
     return tuple(spec for family in families for spec in family)
 
 
-def site_feed(content: Content) -> FeedSpec:
-    """Describe the subscription feed of the whole site."""
-    return site_feeds(content)[0]
-
-
 class _HistoryExtension(BaseExtension):
     """feedgen extension writing what feedgen has no field for: atom:link relations in RSS and fh:archive."""
 
@@ -290,16 +285,6 @@ def render_xml_feeds(spec: FeedSpec) -> tuple[bytes, bytes]:
     rss = _set_links(fg, spec, "feed.xml", RSS_TYPE).rss_str(pretty=True)
     atom = _set_links(fg, spec, "atom.xml", ATOM_TYPE).atom_str(pretty=True)
     return rss, atom
-
-
-def render_rss(spec: FeedSpec) -> bytes:
-    """Render the feed as RSS 2.0."""
-    return _set_links(_feed_generator(spec), spec, "feed.xml", RSS_TYPE).rss_str(pretty=True)
-
-
-def render_atom(spec: FeedSpec) -> bytes:
-    """Render the feed as Atom 1.0 (RFC 4287)."""
-    return _set_links(_feed_generator(spec), spec, "atom.xml", ATOM_TYPE).atom_str(pretty=True)
 
 
 def render_json_feed(spec: FeedSpec) -> bytes:

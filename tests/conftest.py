@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from feedsvc import create_app
+from feedsvc.feeds import FeedSpec, render_xml_feeds, site_feeds
 
 ROOT = Path(__file__).resolve().parent.parent
 BUNDLED_CONTENT = ROOT / "content"
@@ -30,6 +31,21 @@ def write_entry(directory: Path, name: str, front_matter: str, body: str = "") -
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(f"---\n{textwrap.dedent(front_matter).strip()}\n---\n{body}", encoding="utf-8")
     return path
+
+
+def site_feed(content) -> FeedSpec:
+    """The subscription feed of the whole site, as the publication describes it."""
+    return site_feeds(content)[0]
+
+
+def render_rss(spec: FeedSpec) -> bytes:
+    """RSS 2.0 bytes of a feed, through the renderer the service uses."""
+    return render_xml_feeds(spec)[0]
+
+
+def render_atom(spec: FeedSpec) -> bytes:
+    """Atom 1.0 bytes of a feed, through the renderer the service uses."""
+    return render_xml_feeds(spec)[1]
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -9,8 +9,8 @@ import pytest
 from lxml import etree
 
 from feedsvc.content import load_content
-from feedsvc.feeds import render_atom, render_json_feed, render_rss, site_feed
-from tests.conftest import BUNDLED_CONTENT, write_entry
+from feedsvc.feeds import render_json_feed
+from tests.conftest import BUNDLED_CONTENT, render_atom, render_rss, site_feed, write_entry
 
 NS = {
     "atom": "http://www.w3.org/2005/Atom",

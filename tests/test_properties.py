@@ -16,10 +16,10 @@ from hypothesis import strategies as st
 from lxml import etree
 
 from feedsvc.content import load_content
-from feedsvc.feeds import render_atom, render_json_feed, render_rss, site_feed
+from feedsvc.feeds import render_json_feed
 from feedsvc.models import strip_xml_illegal
 from feedsvc.pages import page_context, render_entry
-from tests.conftest import BUNDLED_CONTENT
+from tests.conftest import BUNDLED_CONTENT, render_atom, render_rss, site_feed
 
 # Everything a UTF-8 file can hold (no lone surrogates), with the tricky cases made likely.
 TRICKY = [
