@@ -36,12 +36,16 @@ def _load(directory: str, store: Store | None = None) -> Publication | None:
         return None
     except Exception as error:  # a library choking on odd input: still one line naming what failed
         problems = (Problem("(build)", type(error).__name__, shorten(str(error) or "failed", 200)),)
+    _report(directory, problems)
+    return None
+
+
+def _report(directory: str, problems) -> None:
+    """Print every problem as FILE: FIELD: message, the file as a path that opens from where the command ran."""
     for problem in problems:
-        # in a terminal, a path that opens from where the command ran
         where = problem.file if problem.file in ("environment", "(build)") else Path(directory, problem.file)
         print(f"{where}: {problem.field}: {problem.message}", file=sys.stderr)
     print(f"{len(problems)} problem(s) in {directory}", file=sys.stderr)
-    return None
 
 
 def check(args: argparse.Namespace) -> int:
@@ -119,8 +123,7 @@ def nginx_config(args: argparse.Namespace) -> int:
         print(f"environment: {error}", file=sys.stderr)
         return 1
     except ContentError as error:
-        for problem in error.problems:
-            print(problem, file=sys.stderr)
+        _report(args.content, error.problems)
         return 1
     sys.stdout.write(static_site_config(site, config.get("HUB_URL")))
     return 0

@@ -49,10 +49,14 @@ def accepts_gzip(accept_encoding: str) -> bool:
 
 
 def select_variant(representation: Representation, environ: dict) -> Variant:
-    """Pick gzip when the client accepts it, else identity."""
-    accept_encoding = environ.get("HTTP_ACCEPT_ENCODING")
-    if accept_encoding and representation.gzip is not None and accepts_gzip(accept_encoding):
-        return representation.gzip
+    """Pick gzip when the client accepts it, else identity (on every request: a dict lookup once a value is known)."""
+    compressed = representation.gzip
+    if compressed is not None:
+        accept_encoding = environ.get("HTTP_ACCEPT_ENCODING")
+        if accept_encoding:
+            admits = _ACCEPTS_GZIP.get(accept_encoding)
+            if admits or (admits is None and accepts_gzip(accept_encoding)):
+                return compressed
     return representation.identity
 
 
@@ -98,17 +102,8 @@ def respond(representation: Representation, environ: dict) -> tuple[str, Headers
     # the common poll echoes the exact tag it got: a dict lookup, when nothing outranks If-None-Match
     if if_none_match is not None and "HTTP_IF_MATCH" not in environ and "HTTP_IF_UNMODIFIED_SINCE" not in environ:
         held = representation.by_etag.get(if_none_match)
-        if held is not None:
-            # the tag must name the variant this request selects (select_variant, inlined for the hot path)
-            gzip_variant = representation.gzip
-            if gzip_variant is None:
-                return NOT_MODIFIED, held.not_modified_headers, b""
-            accept_encoding = environ.get("HTTP_ACCEPT_ENCODING")
-            wants_gzip = _ACCEPTS_GZIP.get(accept_encoding) if accept_encoding else False
-            if wants_gzip is None:
-                wants_gzip = accepts_gzip(accept_encoding)
-            if (held is gzip_variant) is wants_gzip:
-                return NOT_MODIFIED, held.not_modified_headers, b""
+        if held is not None and held is select_variant(representation, environ):  # the tag names the variant selected
+            return NOT_MODIFIED, held.not_modified_headers, b""
     chosen = select_variant(representation, environ)
     if representation.validates:
         outcome = evaluate_preconditions(representation, chosen, environ)

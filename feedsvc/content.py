@@ -508,6 +508,7 @@ def load_content(directory: str | Path, overrides: Mapping[str, Any] | None = No
         raise ContentError(problems)
     digest = hashlib.sha256(repr(sorted((k, str(v)) for k, v in (overrides or {}).items())).encode())
     digest.update(site_raw)
+    site_digest = digest.hexdigest()  # the site file and its overrides: what every entry's parse also depends on
     entries = []
     this_load: dict = {}
     for path in content_files(directory):
@@ -519,7 +520,7 @@ def load_content(directory: str | Path, overrides: Mapping[str, Any] | None = No
             continue
         file_digest = hashlib.sha256(name.encode() + b"\0" + raw).hexdigest()
         digest.update(file_digest.encode())
-        key = (file_digest, site_raw, site)
+        key = (file_digest, site_digest)
         entry = parsed.get(key) if parsed is not None else None
         if entry is None:
             try:

@@ -131,7 +131,7 @@ def feed_family(
     see an ordinary feed of the newest ``item_limit`` entries.
     """
     by_period: dict[str, list[Entry]] = {}
-    for entry in entries:  # newest first, so each month's list is too
+    for entry in entries:  # newest first, so each period's list is too
         by_period.setdefault(archive_period(site, entry), []).append(entry)
     periods = sorted(by_period) if len(entries) > site.item_limit else []
 

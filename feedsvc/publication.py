@@ -155,11 +155,8 @@ def build_publication(
     for spec in specs:
         paths = _feed_paths(spec)
         feed_specs.update(dict.fromkeys(paths, spec))
-        if (
-            previous is not None
-            and all(p in previous.feed_specs and previous.feed_specs[p].key == spec.key for p in paths)
-            and all(p in previous.documents for p in paths)
-        ):
+        earlier_spec = previous.feed_specs.get(paths[0]) if previous is not None else None
+        if earlier_spec is not None and earlier_spec.key == spec.key and all(p in previous.documents for p in paths):
             documents.update({p: previous.documents[p] for p in paths})
         elif not spec.history.is_archive:
             documents.update(_feed_documents(spec))

@@ -170,7 +170,7 @@ class Store:
 
     # --- WebSub ---------------------------------------------------------------------------------
 
-    def serving(self, token: str, version: str, topics: Mapping[str, str], alive: Callable[[int, str], bool] | None = None) -> list[str]:
+    def serving(self, token: str, version: str, topics: Mapping[str, str]) -> list[str]:
         """Record that worker ``token`` serves ``version``; return the topics to announce now.
 
         Only the last live worker to switch gets a non-empty answer: the hub's fetch may land on
@@ -179,7 +179,6 @@ class Store:
         also announces changes made while the service was down. They are marked as announced
         here; ``unannounce`` undoes that for a ping that never got through.
         """
-        alive = alive or (lambda pid, started: process_start(pid) == started)
         pid = os.getpid()
         with self._transaction() as db:
             db.execute(
@@ -188,10 +187,10 @@ class Store:
                 (token, pid, process_start(pid) or "?", version),
             )
             others = list(db.execute("SELECT token, pid, started, version FROM workers WHERE token != ?", (token,)))
-            dead = [(other,) for other, pid, started, _ in others if not alive(pid, started)]
-            db.executemany("DELETE FROM workers WHERE token = ?", dead)
-            gone = {token for (token,) in dead}
-            if any(other_version != version for other, _, _, other_version in others if other not in gone):
+            # a pid alone can be reused after a worker dies: a live worker is that pid started at that time
+            live = {other: served for other, other_pid, started, served in others if process_start(other_pid) == started}
+            db.executemany("DELETE FROM workers WHERE token = ?", [(other,) for other, *_ in others if other not in live])
+            if any(served != version for served in live.values()):
                 return []
             return _mark_announced(db, topics)
 

@@ -133,6 +133,7 @@ class RecordingHub:
 
     def __init__(self, failures: int = 0, refuse: dict[str, int] | None = None):
         self.received: list[dict] = []
+        self.on_ping = lambda form: None  # called as each ping arrives, before it is answered
         self.attempts: list[str] = []
         self.failures = failures
         self.refuse = refuse or {}
@@ -146,6 +147,7 @@ class RecordingHub:
             def do_POST(self):
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 form = dict(urllib.parse.parse_qsl(body.decode()))
+                hub.on_ping(form)
                 hub.arrived.set()
                 hub.release.wait(30)
                 with hub.lock:

@@ -175,10 +175,12 @@ def test_build_pings_the_hub_after_the_export_is_in_place(content_dir, state_dir
     env = {k: v for k, v in os.environ.items() if not k.startswith("FEEDSVC_")}
     env.update(FEEDSVC_HUB_URL=hub.url, FEEDSVC_STATE_DIR=str(state_dir))
     out = tmp_path / "out"
+    export_at_ping = []
+    hub.on_ping = lambda form: export_at_ping.append((out / "feed.xml").exists())
     command = [sys.executable, "-m", "feedsvc", "build", str(out), "--content", str(content_dir)]
     subprocess.run(command, cwd=ROOT, env=env, check=True, capture_output=True)
     assert hub.topics() == SUBSCRIPTION_FEEDS
-    assert (out / "feed.xml").exists()
+    assert export_at_ping == [True] * len(SUBSCRIPTION_FEEDS)  # the hub could fetch the export at every ping
     hub.clear()
     subprocess.run(command, cwd=ROOT, env=env, check=True, capture_output=True)
     assert hub.received == []  # nothing changed since the hub was told
