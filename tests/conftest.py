@@ -48,6 +48,27 @@ def render_atom(spec: FeedSpec) -> bytes:
     return render_xml_feeds(spec)[1]
 
 
+@pytest.fixture
+def fail_rendering(monkeypatch):
+    """Return a switch that makes rendering one entry's page raise, as a library choking on odd input would.
+
+    ``fail_rendering("slug")`` turns it on; ``fail_rendering(None)`` turns it off.
+    """
+    import feedsvc.publication
+
+    real_render = feedsvc.publication.render_entry
+
+    def switch(slug: str | None) -> None:
+        def render_or_fail(context, entry):
+            if entry.slug == slug:
+                raise OverflowError("date value out of range")
+            return real_render(context, entry)
+
+        monkeypatch.setattr(feedsvc.publication, "render_entry", render_or_fail if slug else real_render)
+
+    return switch
+
+
 @pytest.fixture(autouse=True, scope="session")
 def private_state_home(tmp_path_factory):
     """Keep every default state folder (XDG_STATE_HOME) of the run, servers' included, out of the home directory."""

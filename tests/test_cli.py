@@ -136,19 +136,11 @@ def test_serve_starts_with_a_read_only_content_folder_and_an_empty_state_folder(
             path.chmod(0o755 if path.is_dir() else 0o644)
 
 
-def test_check_renders_like_serve_and_names_the_file_that_fails(content_dir, monkeypatch, capsys):
+def test_check_renders_like_serve_and_names_the_file_that_fails(content_dir, fail_rendering, capsys):
     # whatever check accepts, serve serves: check runs the same build, so a render failure is a problem
-    import feedsvc.publication
     from feedsvc.__main__ import main
 
-    real_render = feedsvc.publication.render_entry
-
-    def render_or_fail(context, entry):
-        if entry.slug == "new-faces-proteas-announce-test-debutants":
-            raise OverflowError("date value out of range")
-        return real_render(context, entry)
-
-    monkeypatch.setattr(feedsvc.publication, "render_entry", render_or_fail)
+    fail_rendering("new-faces-proteas-announce-test-debutants")
     assert main(["check", "--content", str(content_dir)]) == 1
     stderr = capsys.readouterr().err
     assert f"{content_dir}/posts/new-faces-proteas-announce-test-debutants.md: file: cannot be rendered: OverflowError" in stderr

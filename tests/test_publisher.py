@@ -87,20 +87,11 @@ def test_watcher_thread_picks_up_an_edit_within_seconds(content_dir):
         publisher.stop()
 
 
-def test_a_failure_while_rendering_is_a_content_problem_and_changes_nothing_served(publisher, app, monkeypatch):
-    import feedsvc.publication
-
+def test_a_failure_while_rendering_is_a_content_problem_and_changes_nothing_served(publisher, app, fail_rendering):
     client = app.test_client()
     before = client.get("/feed.xml")
     status_before = publisher.status()
-    real_render = feedsvc.publication.render_entry
-
-    def render_or_fail(context, entry):
-        if entry.slug == "brand-new":
-            raise OverflowError("date value out of range")
-        return real_render(context, entry)
-
-    monkeypatch.setattr(feedsvc.publication, "render_entry", render_or_fail)
+    fail_rendering("brand-new")
     write_entry(publisher.directory, "brand-new.md", NEW_POST)
     assert publisher.refresh() is False
     status = publisher.status()
@@ -111,7 +102,7 @@ def test_a_failure_while_rendering_is_a_content_problem_and_changes_nothing_serv
     assert status["last_successful_load"] == status_before["last_successful_load"]
     assert client.get("/feed.xml").data == before.data
     # retried on the next change
-    monkeypatch.setattr(feedsvc.publication, "render_entry", real_render)
+    fail_rendering(None)
     _bump_mtime(publisher.directory / "posts" / "brand-new.md")
     assert publisher.refresh() is True
     assert publisher.status()["status"] == "ok"
