@@ -7,7 +7,10 @@ reported as ``FILE: FIELD: what is wrong and how to fix it`` so an editor can fi
 from __future__ import annotations
 
 import hashlib
+import os
 import re
+import reprlib
+import stat
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -31,13 +34,22 @@ _SLUG = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 _URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:\S+$")
 
 
+MESSAGE_LIMIT = 400  # characters of one problem message: a hostile value cannot make a megabyte of log or /healthz
+
+
 @dataclass(frozen=True)
 class Problem:
-    """One thing wrong with one field of one file."""
+    """One thing wrong with one field of one file (each part of bounded length)."""
 
     file: str
     field: str
     message: str
+
+    def __post_init__(self) -> None:
+        for name, limit in (("file", 200), ("field", 80), ("message", MESSAGE_LIMIT)):
+            value = getattr(self, name)
+            if len(value) > limit:
+                object.__setattr__(self, name, value[: limit - 1] + "\u2026")
 
     def __str__(self) -> str:
         return f"{self.file}: {self.field}: {self.message}"
@@ -75,10 +87,21 @@ _markdown = MarkdownIt("commonmark", {"html": False})
 
 # --- converters: value from YAML -> python value, or _FieldError with the fix ---------------
 
+_QUOTE = reprlib.Repr()
+_QUOTE.maxlevel, _QUOTE.maxlist, _QUOTE.maxdict = 2, 4, 4
+_QUOTE.maxstring = _QUOTE.maxother = 80
+_QUOTE.maxlong = 40
+
+
+def quote(value: Any) -> str:
+    """Quote a value for a message by its first ~80 characters, whatever its size or nesting."""
+    text = _QUOTE.repr(value)
+    return text if len(text) <= 100 else text[:99] + "\u2026"
+
 
 def _text(value: Any) -> str:
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):
-        raise _FieldError(f"must be text, got {type(value).__name__} {value!r}; put the value in quotes")
+        raise _FieldError(f"must be text, got {type(value).__name__} {quote(value)}; put the value in quotes")
     return strip_xml_illegal(str(value)).strip()
 
 
@@ -92,20 +115,20 @@ def _required_text(value: Any) -> str:
 def _slug(value: Any) -> str:
     slug = _text(value)
     if not _SLUG.match(slug):
-        raise _FieldError(f"{slug!r} is not a slug; use lowercase letters, digits and single hyphens")
+        raise _FieldError(f"{quote(slug)} is not a slug; use lowercase letters, digits and single hyphens")
     return slug
 
 
 def _uri_id(value: Any) -> str:
     text = _required_text(value)
     if not _URI.match(text):
-        raise _FieldError(f"{text!r} is not a URI; use a permanent id such as 'urn:uuid:{uuid.uuid4()}'")
+        raise _FieldError(f"{quote(text)} is not a URI; use a permanent id such as 'urn:uuid:{uuid.uuid4()}'")
     return text
 
 
 def _positive_int(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise _FieldError(f"must be a whole number of at least 1, got {value!r}")
+        raise _FieldError(f"must be a whole number of at least 1, got {quote(value)}")
     return value
 
 
@@ -114,20 +137,20 @@ def _timezone(value: Any) -> tzinfo:
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
-        raise _FieldError(f"{name!r} is not an IANA time zone; use a name such as 'UTC' or 'Europe/London'") from None
+        raise _FieldError(f"{quote(name)} is not an IANA time zone; use a name such as 'UTC' or 'Europe/London'") from None
 
 
 def _base_url(value: Any) -> str:
     url = _required_text(value).rstrip("/")
     if not is_absolute_http_url(url):
-        raise _FieldError(f"{url!r} is not an absolute http(s) URL such as 'https://news.example.com'")
+        raise _FieldError(f"{quote(url)} is not an absolute http(s) URL such as 'https://news.example.com'")
     return url
 
 
 def _archive_period(value: Any) -> str:
     period = _required_text(value)
     if period not in ("day", "month"):
-        raise _FieldError(f"{period!r} is not an archive period; use 'day' (news sites) or 'month' (a few posts a month)")
+        raise _FieldError(f"{quote(period)} is not an archive period; use 'day' (news sites) or 'month' (a few posts a month)")
     return period
 
 
@@ -139,7 +162,7 @@ def _sections(value: Any) -> tuple[Section, ...]:
         try:
             sections.append(Section(_slug(key), _required_text(title)))
         except _FieldError as error:
-            raise _FieldError(f"section {key!r} {error}") from None
+            raise _FieldError(f"section {quote(key)} {error}") from None
     return tuple(sections)
 
 
@@ -157,7 +180,7 @@ _DATE_EXAMPLE = "write it like 'Jul 07, 2025 18:00' or '2025-07-07T18:00:00+01:0
 def _fixed_offset(name: str | None, offset: int | None) -> tzinfo | None:
     """dateutil's tzinfos hook: accept numeric offsets and UTC's names, refuse abbreviations like 'PST'."""
     if name is not None and name.upper() not in _UTC_NAMES:
-        raise _FieldError(f"time-zone abbreviation {name!r} is ambiguous; write the UTC offset instead, e.g. '+01:00' or '-08:00'")
+        raise _FieldError(f"time-zone abbreviation {quote(name)} is ambiguous; write the UTC offset instead, e.g. '+01:00' or '-08:00'")
     if offset is None:
         return UTC if name is not None else None
     return timezone(timedelta(seconds=offset)) if offset else UTC
@@ -175,7 +198,7 @@ def _localize(naive: datetime, zone: tzinfo, text: str) -> datetime:
         round_trip = early.astimezone(UTC).astimezone(zone).replace(tzinfo=None)
         what = "does not exist (the clocks skip it)" if round_trip != naive else "happens twice (the clocks go back)"
         example = early.isoformat(timespec="minutes")
-        raise _FieldError(f"{text!r} {what} in {zone}; write the UTC offset you mean, e.g. '{example}'")
+        raise _FieldError(f"{quote(text)} {what} in {zone}; write the UTC offset you mean, e.g. '{example}'")
     return early
 
 
@@ -189,7 +212,7 @@ def _date_in(zone: tzinfo) -> Callable[[Any], datetime]:
     def convert(value: Any) -> datetime:
         text = _required_text(value)
         if _NAMED_OFFSET.search(text):
-            raise _FieldError(f"{text!r} mixes a zone name with an offset; write the offset alone, e.g. '+03:00'")
+            raise _FieldError(f"{quote(text)} mixes a zone name with an offset; write the offset alone, e.g. '+03:00'")
         try:
             first = date_parser.parse(text, default=_DEFAULTS[0], tzinfos=_fixed_offset)
             # a part equal to the default may have come from it: only then is a second parse needed
@@ -197,18 +220,18 @@ def _date_in(zone: tzinfo) -> Callable[[Any], datetime]:
                 _shares_a_part(first, _DEFAULTS[0])
                 and date_parser.parse(text, default=_DEFAULTS[1], tzinfos=_fixed_offset).date() != first.date()
             ):
-                raise _FieldError(f"{text!r} is not a complete date (year, month and day); {_DATE_EXAMPLE}")
+                raise _FieldError(f"{quote(text)} is not a complete date (year, month and day); {_DATE_EXAMPLE}")
         except _FieldError:
             raise
         except (ValueError, OverflowError, TypeError):
-            raise _FieldError(f"{text!r} is not a date; {_DATE_EXAMPLE}") from None
+            raise _FieldError(f"{quote(text)} is not a date; {_DATE_EXAMPLE}") from None
         parsed = first if first.tzinfo is not None else _localize(first, zone, text)
         try:
             in_range = EARLIEST_DATE <= parsed <= LATEST_DATE
         except OverflowError:
             in_range = False
         if not in_range:
-            raise _FieldError(f"{text!r} is outside the years 1000-9999 that every feed format can write")
+            raise _FieldError(f"{quote(text)} is outside the years 1000-9999 that every feed format can write")
         return parsed
 
     return convert
@@ -227,6 +250,7 @@ SITE_FIELDS: dict[str, tuple[bool, Callable[[Any], Any]]] = {
     "item_limit": (False, _positive_int),
     "max_age": (False, _positive_int),
     "archive_period": (False, _archive_period),
+    "max_file_size": (False, _positive_int),
 }
 SITE_DEFAULTS: dict[str, Any] = {
     "base_url": "http://127.0.0.1:8000",
@@ -235,6 +259,9 @@ SITE_DEFAULTS: dict[str, Any] = {
     "item_limit": 20,
     "max_age": 300,
     "archive_period": "day",
+    # bytes; larger files are refused with a problem (never read whole): a 50 MB paste or a
+    # link to /dev/zero cannot exhaust a worker's memory
+    "max_file_size": 1024 * 1024,
 }
 
 
@@ -257,7 +284,7 @@ def _section_of(site: Site) -> Callable[[Any], str]:
     def convert(value: Any) -> str:
         key = _required_text(value)
         if key not in keys:
-            raise _FieldError(f"{key!r} is not a section of this site; use one of {', '.join(keys)} or declare it in {SITE_FILE}")
+            raise _FieldError(f"{quote(key)} is not a section of this site; use one of {', '.join(keys)} or declare it in {SITE_FILE}")
         return key
 
     return convert
@@ -276,15 +303,67 @@ def _decode(raw: bytes, name: str, problems: list[Problem]) -> str | None:
         return None
 
 
+# Anchors and aliases may share one value many times ("billion laughs"): a document whose
+# values, counted with every alias expanded, exceed this budget is refused before it is built.
+# Front matter and the site file hold tens of values.
+YAML_VALUE_BUDGET = 10_000
+
+
+def _expanded_size(root: yaml.Node, budget: int) -> int:
+    """Count the values of a composed YAML document with aliases expanded, stopping past ``budget``.
+
+    Aliases make the node graph share nodes, so sizes are memoized per node: a bomb is measured
+    in as many steps as it has distinct nodes, not as many as it expands to. Iterative: nesting
+    depth is the document's to choose.
+    """
+    sizes: dict[int, int] = {}
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, children_done = stack.pop()
+        if id(node) in sizes:
+            continue
+        if isinstance(node, yaml.MappingNode):
+            children = [part for pair in node.value for part in pair]
+        elif isinstance(node, yaml.SequenceNode):
+            children = list(node.value)
+        else:
+            sizes[id(node)] = 1
+            continue
+        if children_done:
+            sizes[id(node)] = min(budget + 1, 1 + sum(sizes.get(id(child), 0) for child in children))
+        else:
+            stack.append((node, True))
+            if len(stack) > budget:
+                return budget + 1
+            stack.extend((child, False) for child in children if id(child) not in sizes)
+    return sizes[id(root)]
+
+
 def _parse_yaml(text: str, name: str, field: str, problems: list[Problem]) -> dict | None:
+    loader = _Loader(text)
     try:
-        data = yaml.load(text, Loader=_Loader)
+        node = loader.get_single_node()
+        if node is not None and _expanded_size(node, YAML_VALUE_BUDGET) > YAML_VALUE_BUDGET:
+            problems.append(
+                Problem(
+                    name,
+                    field,
+                    f"expands to more than {YAML_VALUE_BUDGET:,} values (each alias counted as often as it is used); front matter needs a few",
+                )
+            )
+            return None
+        data = None if node is None else loader.construct_document(node)
     except yaml.YAMLError as error:
         where = getattr(error, "problem_mark", None)
         line = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
         reason = getattr(error, "problem", None) or str(error)
         problems.append(Problem(name, field, f"invalid YAML{line}: {reason}"))
         return None
+    except (ValueError, RecursionError, MemoryError) as error:  # e.g. a 5,000-digit number, nesting 10,000 deep
+        problems.append(Problem(name, field, f"cannot be read: {type(error).__name__}: {shorten(str(error), 120)}"))
+        return None
+    finally:
+        loader.dispose()
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -392,27 +471,138 @@ def is_content_file(relative: PurePath) -> bool:
     return name.endswith(ENTRY_SUFFIX) and not name.startswith("#") and name.lower() not in NOT_ENTRIES
 
 
-def content_files(directory: Path) -> list[Path]:
+@dataclass(frozen=True)
+class ContentFile:
+    """A file the loader will read: its name relative to the folder, and what stat said of it."""
+
+    name: str
+    path: Path
+    size: int
+    mtime_ns: int
+
+
+@dataclass(frozen=True)
+class FolderScan:
+    """The content files of a folder, and what is wrong with the folder itself."""
+
+    files: tuple[ContentFile, ...]
+    problems: tuple[Problem, ...]
+
+
+_SPECIAL = {stat.S_IFIFO: "a FIFO", stat.S_IFCHR: "a character device", stat.S_IFBLK: "a block device", stat.S_IFSOCK: "a socket"}
+
+
+def _file_problem(name: str, mode: int) -> Problem | None:
+    if stat.S_ISREG(mode):
+        return None
+    what = _SPECIAL.get(stat.S_IFMT(mode), "not a regular file")
+    return Problem(name, "file", f"is {what}, not a regular file; remove it (it is never opened)")
+
+
+def scan_folder(directory: Path) -> FolderScan:
     """List the site file and every entry file, sorted: the one list the loader and the watcher share.
 
-    Dangling symlinks (what Emacs leaves while a buffer is modified) are not content.
+    Nothing is opened: a FIFO, device or socket with a content name is reported, never read. A
+    symlink is followed only when its target stays inside the folder (a link out, say to /dev/zero
+    or /etc, is reported); dangling symlinks (what Emacs leaves while a buffer is modified) are not
+    content; linked folders are not descended into. A folder that cannot be listed is reported, so
+    an unreadable ``posts/`` never publishes as an empty site.
     """
-    found = []
-    for path in directory.rglob("*"):
-        relative = path.relative_to(directory)
-        if is_content_file(relative) and path.is_file():
-            found.append(path)
-    return sorted(found)
+    files: list[ContentFile] = []
+    problems: list[Problem] = []
+    try:
+        root = Path(os.path.realpath(directory))
+    except OSError as error:
+        return FolderScan((), (Problem(".", "folder", f"cannot be resolved ({error.strerror})"),))
+    pending = [(directory, PurePath())]
+    while pending:
+        folder, relative_folder = pending.pop()
+        try:
+            with os.scandir(folder) as listing:
+                items = list(listing)
+        except OSError as error:
+            shown = relative_folder.as_posix() if relative_folder.parts else "."
+            problems.append(Problem(shown, "folder", f"cannot be read ({error.strerror}); fix its permissions"))
+            continue
+        for item in items:
+            relative = relative_folder / item.name
+            if item.name.startswith("."):
+                continue
+            try:
+                if item.is_dir(follow_symlinks=False):
+                    pending.append((Path(item.path), relative))
+                    continue
+                if not is_content_file(relative):
+                    continue
+                name = relative.as_posix()
+                try:
+                    name.encode("utf-8")
+                except UnicodeEncodeError:
+                    shown = os.fsencode(name).decode("utf-8", "backslashreplace")
+                    problems.append(Problem(shown, "file name", "is not valid UTF-8; rename the file"))
+                    continue
+                info = item.stat(follow_symlinks=False)
+                if stat.S_ISLNK(info.st_mode):
+                    target = Path(os.path.realpath(item.path))
+                    if not target.exists():
+                        continue  # dangling: an editor's lock link, not content
+                    if not target.is_relative_to(root):
+                        problems.append(
+                            Problem(name, "file", f"is a symlink to {quote(str(target))}, outside the content folder; copy the file in")
+                        )
+                        continue
+                    info = os.stat(item.path)
+                problem = _file_problem(name, info.st_mode)
+                if problem is not None:
+                    problems.append(problem)
+                    continue
+            except OSError as error:  # deleted or renamed while we looked
+                problems.append(Problem(relative.as_posix(), "file", f"cannot be read ({error.strerror})"))
+                continue
+            files.append(ContentFile(name, Path(item.path), info.st_size, info.st_mtime_ns))
+    return FolderScan(tuple(sorted(files, key=lambda file: file.name)), tuple(problems))
+
+
+def content_files(directory: Path) -> list[Path]:
+    """The paths of the folder's content files, sorted by name (see ``scan_folder``)."""
+    return [file.path for file in scan_folder(directory).files]
+
+
+def read_limited(path: Path, name: str, limit: int, problems: list[Problem]) -> bytes | None:
+    """Read a regular file of at most ``limit`` bytes, or record why not.
+
+    Opened non-blocking and checked after opening, so a file swapped for a FIFO or a device
+    since the folder was scanned is refused, never waited on or read without end.
+    """
+    try:
+        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | getattr(os, "O_CLOEXEC", 0))
+    except OSError as error:  # deleted or renamed while we were reading the folder
+        problems.append(Problem(name, "file", f"cannot be read ({error.strerror})"))
+        return None
+    with os.fdopen(descriptor, "rb") as file:
+        info = os.fstat(descriptor)
+        problem = _file_problem(name, info.st_mode)
+        if problem is None and info.st_size <= limit:
+            data = file.read(limit + 1)
+            if len(data) <= limit:
+                return data
+        if problem is None:
+            size = max(info.st_size, limit + 1)
+            problem = Problem(
+                name, "file", f"is {size:,} bytes, more than max_file_size ({limit:,}); split it, or raise max_file_size in {SITE_FILE}"
+            )
+        problems.append(problem)
+        return None
 
 
 def _load_site(directory: Path, overrides: Mapping[str, Any], problems: list[Problem]) -> tuple[Site | None, bytes]:
     name = SITE_FILE
-    try:
-        raw = (directory / SITE_FILE).read_bytes()
-    except OSError as error:
-        problems.append(
-            Problem(name, "file", f"cannot be read ({error.strerror}); create it with id, title, description, author and sections")
-        )
+    path = directory / SITE_FILE
+    if not path.exists():
+        problems.append(Problem(name, "file", "is missing; create it with id, title, description, author and sections"))
+        return None, b""
+    raw = read_limited(path, name, SITE_DEFAULTS["max_file_size"], problems)
+    if raw is None:
         return None, b""
     text = _decode(raw, name, problems)
     data = None if text is None else _parse_yaml(text, name, "yaml", problems)
@@ -428,14 +618,6 @@ def _load_site(directory: Path, overrides: Mapping[str, Any], problems: list[Pro
     if len(problems) > before:
         return None, raw
     return Site(**values), raw
-
-
-def _read_bytes(path: Path, name: str, problems: list[Problem]) -> bytes | None:
-    try:
-        return path.read_bytes()
-    except OSError as error:  # deleted or renamed while we were reading the folder
-        problems.append(Problem(name, "file", f"cannot be read ({error.strerror})"))
-        return None
 
 
 def _parse_entry(name: str, raw: bytes, digest: str, site: Site, problems: list[Problem]) -> Entry | None:
@@ -485,7 +667,9 @@ def _check_unique(entries: list[Entry], problems: list[Problem]) -> None:
             if value in seen:
                 problems.append(
                     Problem(
-                        entry.source, attribute, f"{value!r} is already used by {seen[value].source}; every entry needs its own {attribute}"
+                        entry.source,
+                        attribute,
+                        f"{quote(value)} is already used by {seen[value].source}; every entry needs its own {attribute}",
                     )
                 )
             else:
@@ -500,9 +684,12 @@ def load_content(directory: str | Path, overrides: Mapping[str, Any] | None = No
     entries of this load. Files are named relative to the folder in every message.
     """
     directory = Path(directory)
-    problems: list[Problem] = []
     if not directory.is_dir():
         raise ContentError([Problem(".", "folder", "does not exist; pass --content DIR or set FEEDSVC_CONTENT_DIR")])
+    scan = scan_folder(directory)
+    problems = list(scan.problems)
+    if any(problem.file == "." for problem in problems):
+        raise ContentError(problems)
     site, site_raw = _load_site(directory, overrides or {}, problems)
     if site is None:
         raise ContentError(problems)
@@ -511,11 +698,11 @@ def load_content(directory: str | Path, overrides: Mapping[str, Any] | None = No
     site_digest = digest.hexdigest()  # the site file and its overrides: what every entry's parse also depends on
     entries = []
     this_load: dict = {}
-    for path in content_files(directory):
-        name = path.relative_to(directory).as_posix()
+    for file in scan.files:
+        name = file.name
         if name == SITE_FILE:
             continue
-        raw = _read_bytes(path, name, problems)
+        raw = read_limited(file.path, name, site.max_file_size, problems)
         if raw is None:
             continue
         file_digest = hashlib.sha256(name.encode() + b"\0" + raw).hexdigest()

@@ -48,6 +48,7 @@ class Site:
     sections: tuple[Section, ...]
     max_age: int = 300
     archive_period: str = "day"  # what one RFC 5005 archive document holds: "day" or "month"
+    max_file_size: int = 1024 * 1024  # bytes a content file may have (larger ones are a problem, never read)
 
     def url(self, path: str) -> str:
         """Return the absolute URL of a site path such as ``/feed.xml``."""

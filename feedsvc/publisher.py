@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -19,25 +21,32 @@ from typing import Any
 
 from watchfiles._rust_notify import RustNotify  # watchfiles.watch() offers no hook once the watch is in place
 
-from .content import ContentError, Problem, content_files, load_content, shorten
+from .content import ContentError, Problem, load_content, scan_folder, shorten
 from .publication import Publication, Stamper, build_publication
 from .store import StaleBuildError, Store
 
 log = logging.getLogger(__name__)
 SAFETY_NET_SECONDS = 30
+# /healthz turns "degraded" when the watcher has not finished a look at the folder for this long
+# (a reload stuck on a hung file system, a watcher that died)
+WATCH_STALL_SECONDS = 60
+HEALTH_PROBLEMS_SHOWN = 20  # /healthz lists this many problems (each of bounded length) and counts the rest
 _STALE_RETRIES = 20  # a folder that keeps changing while we build: give up for now, the watcher calls again
 
 
+def folder_identity(directory: Path) -> tuple:
+    """Which folder ``directory`` names right now: a switched ``current -> releases/N`` link or a replaced folder differ."""
+    try:
+        info = os.stat(directory)
+        return os.path.realpath(directory), info.st_dev, info.st_ino
+    except OSError as error:
+        return (str(directory), error.errno)
+
+
 def fingerprint(directory: Path) -> tuple:
-    """Return a cheap signature of the content files: names, sizes and modification times."""
-    signature = []
-    for path in content_files(directory):
-        try:
-            stat = path.stat()
-        except OSError:
-            continue
-        signature.append((path.relative_to(directory).as_posix(), stat.st_size, stat.st_mtime_ns))
-    return tuple(signature)
+    """Return a cheap signature of the content folder: which folder it is, and its files' names, sizes and mtimes."""
+    scan = scan_folder(directory)
+    return folder_identity(directory), tuple((f.name, f.size, f.mtime_ns) for f in scan.files), scan.problems
 
 
 def _settle_heap() -> None:
@@ -48,6 +57,14 @@ def _settle_heap() -> None:
     """
     gc.collect()
     gc.freeze()
+
+
+def _bounded(error: ContentError) -> str:
+    """The first problems of an error, one per line, for a log line of bounded size."""
+    lines = [str(problem) for problem in error.problems[:HEALTH_PROBLEMS_SHOWN]]
+    if len(error.problems) > len(lines):
+        lines.append(f"... and {len(error.problems) - len(lines)} more")
+    return "\n".join(lines)
 
 
 def _unexpected(error: Exception) -> ContentError:
@@ -76,6 +93,9 @@ class Publisher:
         self._stop = threading.Event()
         self.error: ContentError | None = None
         self.current: Publication | None = None
+        self.watch_error: str | None = None  # why the watcher is not watching, when it is not
+        self._watcher: threading.Thread | None = None
+        self._watch_beat = time.monotonic()  # the watcher's last finished look at the folder
         for _ in range(_STALE_RETRIES):
             seen = fingerprint(self.directory)
             try:
@@ -117,13 +137,17 @@ class Publisher:
         return replace(publication, stamp=self._stamper(content.version))
 
     def refresh(self) -> bool:
-        """Reload when the folder changed; return True when a new version is now served."""
+        """Reload when the folder changed; return True when a new version is now served.
+
+        Never raises: whatever goes wrong becomes the recorded problem that /healthz reports.
+        """
         with self._lock:
             for _ in range(_STALE_RETRIES):
-                seen = fingerprint(self.directory)
-                if seen == self._fingerprint:
-                    return False
+                seen = None
                 try:
+                    seen = fingerprint(self.directory)
+                    if seen == self._fingerprint:
+                        return False
                     publication = self._build(seen)
                 except StaleBuildError:  # saved again while we built: build what is there now
                     continue
@@ -140,10 +164,11 @@ class Publisher:
                 return self._swap(seen, publication)
             return False
 
-    def _failed(self, seen: tuple, error: ContentError) -> None:
+    def _failed(self, seen: tuple | None, error: ContentError) -> None:
         if self.error is None or error.problems != self.error.problems:
-            log.error("content in %s not reloaded, still serving version %s:\n%s", self.directory, self.current.version, error)
-        self._fingerprint = seen  # retried on the next change, not in a busy loop
+            log.error("content in %s not reloaded, still serving version %s:\n%s", self.directory, self.current.version, _bounded(error))
+        if seen is not None:
+            self._fingerprint = seen  # retried on the next change, not in a busy loop
         self.error = error
 
     def _fixed(self, seen: tuple) -> None:
@@ -163,41 +188,73 @@ class Publisher:
         return True
 
     def status(self) -> dict[str, Any]:
-        """Describe what is served, for /healthz."""
+        """Describe what is served and whether publishing follows the folder, for /healthz (bounded size)."""
+        problems = [] if self.error is None else [str(p) for p in self.error.problems]
+        if self._watcher is not None and not self._stop.is_set():
+            stalled = time.monotonic() - self._watch_beat
+            if not self._watcher.is_alive():
+                problems.insert(0, "watcher: stopped; edits are not published until the service restarts")
+            elif self.watch_error is not None:
+                problems.insert(0, f"watcher: not watching the folder: {self.watch_error}")
+            elif stalled > WATCH_STALL_SECONDS:
+                problems.insert(0, f"watcher: has not finished a look at the folder for {stalled:.0f} s (a reload is stuck)")
+        shown = problems[:HEALTH_PROBLEMS_SHOWN]
+        if len(problems) > len(shown):
+            shown.append(f"... and {len(problems) - len(shown)} more (python -m feedsvc check lists them all)")
         return {
-            "status": "ok" if self.error is None else "degraded",
+            "status": "degraded" if problems else "ok",
             "content_version": self.current.version,
             "entries": len(self.current.content.entries),
             "last_successful_load": self.loaded_at.isoformat(),
-            "error": None if self.error is None else [str(p) for p in self.error.problems],
+            "problems": len(problems),
+            "error": shown or None,
         }
 
     def watch(self, delay: float) -> threading.Thread:
         """Reload on file-system events (inotify), batching the events of ``delay`` s of quiet into one reload.
 
-        Events cost nothing while nobody edits; a slow periodic check (SAFETY_NET_SECONDS) still
-        catches what events can miss, such as a replaced folder. The folder is checked once as soon
-        as the watch is in place, so a save made while the service started is not missed.
+        Events cost nothing while nobody edits. Every ``delay`` s (at least 50 ms) the watcher also
+        asks which folder the content path names, one stat: when a ``current -> releases/N`` link
+        is switched or the folder is replaced, it watches the new one and reloads at once. A full
+        check every SAFETY_NET_SECONDS catches whatever events can miss. The folder is checked as
+        soon as a watch is in place, so a save made while the service started is not missed.
         """
+        poll_ms = max(50, int(delay * 1000))
+
+        def watch_folder() -> None:
+            identity = folder_identity(self.directory)
+            # the folder the path names now: inotify watches inodes, and a linked root's subfolders are not walked
+            with RustNotify([os.path.realpath(self.directory)], False, False, 300, True, False) as notify:
+                self.watch_error = None
+                self.refresh()
+                checked = self._watch_beat = time.monotonic()
+                while not self._stop.is_set():
+                    # debounce: wait for 50 ms of quiet (at most poll_ms) before reloading once
+                    result = notify.watch(poll_ms, 50, poll_ms, self._stop)
+                    if result in ("stop", "signal"):
+                        return
+                    if folder_identity(self.directory) != identity:
+                        log.info("content folder %s now names %s: watching it", self.directory, os.path.realpath(self.directory))
+                        return
+                    if result != "timeout" or time.monotonic() - checked > SAFETY_NET_SECONDS:
+                        self.refresh()
+                        checked = time.monotonic()
+                    self._watch_beat = time.monotonic()
 
         def loop() -> None:
             while not self._stop.is_set():
                 try:
-                    with RustNotify([str(self.directory)], False, False, 300, True, False) as notify:
-                        self.refresh()
-                        while not self._stop.is_set():
-                            # debounce: wait for delay of quiet (at most 10x delay) before reloading once
-                            result = notify.watch(max(1, int(delay * 1000)), 50, SAFETY_NET_SECONDS * 1000, self._stop)
-                            if result in ("stop", "signal"):
-                                return
-                            self.refresh()
-                except Exception:  # the watcher must survive anything an editor can do
-                    log.exception("unexpected error while watching content; retrying")
-                    self._stop.wait(SAFETY_NET_SECONDS)
+                    watch_folder()
+                except Exception as error:  # the watcher must survive anything an editor or a deploy can do
+                    self.watch_error = f"{type(error).__name__}: {shorten(str(error), 200)}"
+                    log.warning("cannot watch %s (%s); retrying", self.directory, self.watch_error)
+                    self.refresh()  # a missing or unreadable folder is reported as a content problem
+                    self._stop.wait(1)
 
-        thread = threading.Thread(target=loop, name="feedsvc-content-watcher", daemon=True)
-        thread.start()
-        return thread
+        self._watch_beat = time.monotonic()
+        self._watcher = threading.Thread(target=loop, name="feedsvc-content-watcher", daemon=True)
+        self._watcher.start()
+        return self._watcher
 
     def stop(self) -> None:
         """Stop the watcher thread."""

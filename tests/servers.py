@@ -39,17 +39,32 @@ def wait_for(url: str, timeout: float = 30) -> None:
 
 
 @contextlib.contextmanager
-def running_service(content_dir: Path, log_dir: Path, *, workers: int = 1, env: dict | None = None, extra: tuple = ()):
-    """Run ``python -m feedsvc serve`` on a free port; yield its base URL and process."""
+def running_service(
+    content_dir: Path,
+    log_dir: Path,
+    *,
+    workers: int = 1,
+    env: dict | None = None,
+    extra: tuple = (),
+    wrapper: tuple = (),
+    program: tuple = (sys.executable, "-m", "feedsvc"),
+    output=None,
+    preexec_fn=None,
+):
+    """Run ``python -m feedsvc serve`` on a free port; yield its base URL and process.
+
+    ``program`` is how feedsvc is run (e.g. an installed console script); ``wrapper`` prefixes the
+    command (e.g. setpriv); ``output`` replaces the log file as stdout and
+    stderr; ``preexec_fn`` runs in the child before the command (e.g. to close its stdout).
+    """
     port = free_port()
     clean = {k: v for k, v in os.environ.items() if not k.startswith("FEEDSVC_")}
     log_path = log_dir / f"serve-{port}.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             [
-                sys.executable,
-                "-m",
-                "feedsvc",
+                *wrapper,
+                *program,
                 "serve",
                 "--port",
                 str(port),
@@ -61,9 +76,10 @@ def running_service(content_dir: Path, log_dir: Path, *, workers: int = 1, env: 
             ],
             cwd=ROOT,
             env={**clean, **(env or {})},
-            stdout=log,
+            stdout=log if output is None else output,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=preexec_fn,
         )
     base = f"http://127.0.0.1:{port}"
     try:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import time
 
+import pytest
+
 from tests.conftest import write_entry
 
 NEW_POST = """
@@ -139,5 +141,83 @@ def test_a_save_made_while_the_service_started_is_served_without_waiting_for_the
         while b"A brand new post" not in app.test_client().get("/feed.xml").data:
             assert time.monotonic() < deadline
             time.sleep(0.05)
+    finally:
+        publisher.stop()
+
+
+def _wait_for(condition, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+
+
+def test_healthz_is_degraded_while_a_reload_is_stuck_and_recovers(content_dir, state_dir, monkeypatch):
+    import threading
+
+    import feedsvc.publisher
+    from feedsvc import create_app
+
+    monkeypatch.setattr(feedsvc.publisher, "WATCH_STALL_SECONDS", 0.5)
+    app = create_app({"CONTENT_DIR": str(content_dir), "STATE_DIR": str(state_dir), "RELOAD_INTERVAL": 0.05})
+    publisher = app.extensions["feedsvc"]
+    client = app.test_client()
+    released = threading.Event()
+    real_build = publisher._build
+
+    def hung_build(seen):  # as a read from a hung network file system would
+        released.wait(30)
+        return real_build(seen)
+
+    monkeypatch.setattr(publisher, "_build", hung_build)
+    try:
+        assert client.get("/healthz").get_json()["status"] == "ok"
+        write_entry(content_dir, "brand-new.md", NEW_POST)
+        _wait_for(lambda: client.get("/healthz").get_json()["status"] == "degraded")
+        assert client.get("/healthz").get_json()["error"][0].startswith("watcher: has not finished a look at the folder for")
+        released.set()
+        _wait_for(lambda: client.get("/healthz").get_json()["status"] == "ok")
+        assert b"A brand new post" in client.get("/feed.xml").data
+    finally:
+        released.set()
+        publisher.stop()
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # the thread dies on purpose
+def test_healthz_is_degraded_when_the_watcher_has_died(content_dir, state_dir, monkeypatch):
+    from feedsvc import create_app
+
+    app = create_app({"CONTENT_DIR": str(content_dir), "STATE_DIR": str(state_dir), "RELOAD_INTERVAL": 0.05})
+    publisher = app.extensions["feedsvc"]
+
+    class Crash(BaseException):
+        """Not an Exception: the watcher's own guard does not catch it."""
+
+    def die():
+        raise Crash
+
+    monkeypatch.setattr(publisher, "refresh", die)
+    write_entry(content_dir, "brand-new.md", NEW_POST)
+    _wait_for(lambda: not publisher._watcher.is_alive())
+    status = app.test_client().get("/healthz").get_json()
+    assert status["status"] == "degraded"
+    assert status["error"] == ["watcher: stopped; edits are not published until the service restarts"]
+
+
+def test_a_missing_folder_is_reported_and_followed_again_when_it_returns(content_dir, state_dir):
+    from feedsvc import create_app
+
+    app = create_app({"CONTENT_DIR": str(content_dir), "STATE_DIR": str(state_dir), "RELOAD_INTERVAL": 0.05})
+    publisher = app.extensions["feedsvc"]
+    client = app.test_client()
+    try:
+        content_dir.rename(content_dir.with_name("away"))
+        _wait_for(lambda: client.get("/healthz").get_json()["status"] == "degraded")
+        assert any("folder: does not exist" in line for line in client.get("/healthz").get_json()["error"])
+        assert client.get("/feed.xml").status_code == 200  # the last good version
+        content_dir.with_name("away").rename(content_dir)
+        write_entry(content_dir, "brand-new.md", NEW_POST)
+        _wait_for(lambda: b"A brand new post" in client.get("/feed.xml").data)
+        assert client.get("/healthz").get_json()["status"] == "ok"
     finally:
         publisher.stop()
