@@ -27,6 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.generate_content import generate  # noqa: E402
+from feedsvc.__main__ import connection_limits  # noqa: E402
 from tests.servers import free_port, wait_for  # noqa: E402
 
 SERVER_CPU, LOAD_CPU = "0", "1"
@@ -92,6 +93,7 @@ def bare_wsgi(body_dir: Path, port: int, workers: int, log: Path):
         "--blocking-threads",
         "2",
         "--no-ws",
+        *connection_limits(),  # the same limits as `serve`
         "--log-level",
         "warning",
         "bench.bare_wsgi:app",

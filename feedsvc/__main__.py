@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import resource
 import sys
 from pathlib import Path
 
@@ -14,6 +16,12 @@ from .nginx import static_site_config
 from .publication import Publication, build_publication
 from .store import StateError, Store, default_state_dir
 from .websub import HubNotifier
+
+
+def _say(message: str, stream=None) -> None:
+    """Print a line; a full or closed stdout never stops the service."""
+    with contextlib.suppress(OSError, ValueError):
+        print(message, file=stream or sys.stdout, flush=True)
 
 
 def _load(directory: str, store: Store | None = None) -> Publication | None:
@@ -32,7 +40,7 @@ def _load(directory: str, store: Store | None = None) -> Publication | None:
     except ContentError as error:
         problems = error.problems
     except ConfigError as error:
-        print(f"environment: {error}", file=sys.stderr)
+        _say(f"environment: {error}", sys.stderr)
         return None
     except Exception as error:  # a library choking on odd input: still one line naming what failed
         problems = (Problem("(build)", type(error).__name__, shorten(str(error) or "failed", 200)),)
@@ -44,8 +52,8 @@ def _report(directory: str, problems) -> None:
     """Print every problem as FILE: FIELD: message, the file as a path that opens from where the command ran."""
     for problem in problems:
         where = problem.file if problem.file in ("environment", "(build)") else Path(directory, problem.file)
-        print(f"{where}: {problem.field}: {problem.message}", file=sys.stderr)
-    print(f"{len(problems)} problem(s) in {directory}", file=sys.stderr)
+        _say(f"{where}: {problem.field}: {problem.message}", sys.stderr)
+    _say(f"{len(problems)} problem(s) in {directory}", sys.stderr)
 
 
 def check(args: argparse.Namespace) -> int:
@@ -58,24 +66,60 @@ def check(args: argparse.Namespace) -> int:
     return 0
 
 
-def serve(args: argparse.Namespace) -> int:
-    """Run the production server (granian, WSGI) on validated content."""
-    # absolute, not resolved: a `current -> releases/N` symlink keeps working (and keeps its state)
-    os.environ["FEEDSVC_CONTENT_DIR"] = str(Path(args.content).absolute())
-    os.environ.pop("FLASK_DEBUG", None)  # debug mode is for `flask run`, never for serve
-    try:
-        Store(config_from_env().get("STATE_DIR") or default_state_dir(args.content))
-    except (ConfigError, StateError) as error:
-        print(f"environment: {error}", file=sys.stderr)
-        return 1
-    publication = _load(args.content)
-    if publication is None:
-        return 1  # refuse to start: the messages above say what to fix
-    content = publication.content
-    if content.site.base_url == SITE_DEFAULTS["base_url"] and args.port != 8000:
-        # nobody configured a public URL: make links point at this local server
-        os.environ["FEEDSVC_BASE_URL"] = f"http://127.0.0.1:{args.port}"
-    command = [
+# Connection limits of `serve` (README, "Production server"): what nginx's defaults and a
+# security review expect of a server facing the open internet.
+IDLE_TIMEOUT = 10  # s: a request's headers must arrive within this, also the idle wait between keep-alive requests
+MAX_CONNECTIONS = 10_000  # per worker, at most; lower when the file-descriptor limit is lower
+HEADER_LIMIT = 64 * 1024  # bytes of request headers (HTTP/1 read buffer; HTTP/2 header list)
+_RESERVED_DESCRIPTORS = 128  # files, the store, inotify, the worker's pipes
+
+
+def raise_descriptor_limit() -> int:
+    """Raise this process's soft file-descriptor limit to its hard limit (inherited by the workers); return it."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = hard if hard != resource.RLIM_INFINITY else 1 << 20
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+            soft = wanted
+        except (ValueError, OSError):  # e.g. above the kernel's nr_open: keep what we have
+            pass
+    return soft
+
+
+def _keep_standard_streams_open() -> None:
+    """Point closed stdin/stdout/stderr at /dev/null, so no socket the server opens later takes their place."""
+    for descriptor in (0, 1, 2):
+        try:
+            os.fstat(descriptor)
+        except OSError:
+            null = os.open(os.devnull, os.O_RDWR)
+            if null != descriptor:
+                os.dup2(null, descriptor)
+                os.close(null)
+
+
+def connection_limits(timeout: float = IDLE_TIMEOUT, max_connections: int = MAX_CONNECTIONS, http2: bool = False) -> list[str]:
+    """granian's options for ``serve``'s connection limits (the benchmark's ceiling runs with the same)."""
+    timeout_ms = str(int(timeout * 1000))
+    protocol = ["--http", "1"]
+    if http2:
+        protocol = ["--http", "auto", "--http2-max-headers-size", str(HEADER_LIMIT), "--http2-keep-alive-interval", timeout_ms]
+    return [
+        # a connection holds its slot from accept to close, idle or not: the default (backlog/workers,
+        # 512) let 1,000 idle connections take the site offline
+        "--backpressure", str(max_connections),
+        # hyper closes a connection whose request headers are not complete within this time,
+        # and the same timer runs while a keep-alive connection waits for its next request
+        "--http1-header-read-timeout", timeout_ms,
+        "--http1-buffer-size", str(HEADER_LIMIT),
+        *protocol,
+    ]  # fmt: skip
+
+
+def granian_command(args: argparse.Namespace, max_connections: int) -> list[str]:
+    """The granian command line for ``serve``'s options."""
+    return [
         sys.executable, "-m", "granian",
         "--interface", "wsgi",
         "--host", args.host,
@@ -84,11 +128,43 @@ def serve(args: argparse.Namespace) -> int:
         "--respawn-failed-workers",  # a crashed worker is replaced
         "--blocking-threads", "2",  # requests never block on I/O: two threads keep the GIL busy
         "--no-ws",
+        *connection_limits(args.timeout, max_connections, args.http2),
         "--log-level", "warning",
         "feedsvc.wsgi:app",
     ]  # fmt: skip
-    print(f"feedsvc: serving {len(content.entries)} entries on http://{args.host}:{args.port}/ with {args.workers} worker(s)", flush=True)
-    os.execv(sys.executable, command)
+
+
+def serve(args: argparse.Namespace) -> int:
+    """Run the production server (granian, WSGI) on validated content."""
+    _keep_standard_streams_open()
+    # absolute, not resolved: a `current -> releases/N` symlink is followed again on every reload
+    os.environ["FEEDSVC_CONTENT_DIR"] = str(Path(args.content).absolute())
+    os.environ.pop("FLASK_DEBUG", None)  # debug mode is for `flask run`, never for serve
+    try:
+        Store(config_from_env().get("STATE_DIR") or default_state_dir(args.content))
+    except (ConfigError, StateError) as error:
+        _say(f"environment: {error}", sys.stderr)
+        return 1
+    descriptors = raise_descriptor_limit()
+    max_connections = args.max_connections or max(1, min(MAX_CONNECTIONS, descriptors - _RESERVED_DESCRIPTORS))
+    if max_connections > descriptors - _RESERVED_DESCRIPTORS:
+        _say(
+            f"environment: --max-connections {max_connections} needs more than the {descriptors} file descriptors allowed (ulimit -n)",
+            sys.stderr,
+        )
+        return 1
+    publication = _load(args.content)
+    if publication is None:
+        return 1  # refuse to start: the messages above say what to fix
+    content = publication.content
+    if content.site.base_url == SITE_DEFAULTS["base_url"] and args.port != 8000:
+        # nobody configured a public URL: make links point at this local server
+        os.environ["FEEDSVC_BASE_URL"] = f"http://127.0.0.1:{args.port}"
+    _say(
+        f"feedsvc: serving {len(content.entries)} entries on http://{args.host}:{args.port}/ with {args.workers} worker(s), "
+        f"up to {max_connections} connections each, idle timeout {args.timeout:g} s, HTTP/2 {'on' if args.http2 else 'off'}"
+    )
+    os.execv(sys.executable, granian_command(args, max_connections))
     return 0  # not reached
 
 
@@ -136,6 +212,13 @@ def _count(text: str) -> int:
     return value
 
 
+def _timeout(text: str) -> float:
+    value = float(text)
+    if not 1 <= value <= 60:  # granian's header read timeout accepts 1 ms to 60 s; below 1 s real clients fail
+        raise argparse.ArgumentTypeError(f"{text} is not between 1 and 60 seconds")
+    return value
+
+
 def _port(text: str) -> int:
     value = int(text)
     if not 0 < value < 65536:
@@ -145,7 +228,8 @@ def _port(text: str) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Parse the command line and run a subcommand."""
-    parser = argparse.ArgumentParser(prog="python -m feedsvc", description="Publish Markdown content as RSS, Atom and JSON Feed.")
+    prog = "feedsvc" if Path(sys.argv[0]).name == "feedsvc" else "python -m feedsvc"  # console script or -m
+    parser = argparse.ArgumentParser(prog=prog, description="Publish Markdown content as RSS, Atom and JSON Feed.")
     commands = parser.add_subparsers(dest="command", required=True)
     default_content = os.environ.get("FEEDSVC_CONTENT_DIR", "content")
 
@@ -160,6 +244,21 @@ def main(argv: list[str] | None = None) -> int:
         "--workers", type=_count, default=os.cpu_count() or 1, help="worker processes (default: one per core, %(default)s)"
     )
     serve_parser.add_argument("--content", default=default_content, help="content folder (default: %(default)s)")
+    serve_parser.add_argument(
+        "--timeout",
+        type=_timeout,
+        default=IDLE_TIMEOUT,
+        help="seconds a connection may take to send a request's headers, and may stay idle between requests (1-60, default: %(default)s)",
+    )
+    serve_parser.add_argument(
+        "--max-connections",
+        type=_count,
+        default=None,
+        help=f"open connections per worker; more wait in the listen queue (default: {MAX_CONNECTIONS:,}, less if ulimit -n is lower)",
+    )
+    serve_parser.add_argument(
+        "--http2", action="store_true", help=f"also speak HTTP/2 (cleartext prior knowledge; headers limited to {HEADER_LIMIT // 1024} KiB)"
+    )
     serve_parser.set_defaults(run=serve)
 
     build_parser = commands.add_parser("build", help="write a static export (files + .gz) to a folder")
