@@ -43,13 +43,23 @@ def healthz() -> Response:
     return response
 
 
-@bp.get("/", defaults={"path": ""})
-@bp.get("/<path:path>")
+ALLOWED_METHODS = "GET, HEAD, OPTIONS"
+
+
+@bp.route("/", defaults={"path": ""}, methods=["GET", "OPTIONS"], provide_automatic_options=False)
+@bp.route("/<path:path>", methods=["GET", "OPTIONS"], provide_automatic_options=False)
 def document(path: str) -> Response:
-    """Serve any pre-built document; entry pages without their trailing slash redirect to it."""
+    """Serve any pre-built document; entry pages without their trailing slash redirect to it.
+
+    OPTIONS (RFC 9110 §9.3.7) answers 204 with ``Allow`` for a document that exists, 404 otherwise.
+    """
     publication = get_publisher().current
     site_path = "/" + path
     representation = publication.document(site_path)
+    if request.method == "OPTIONS":
+        if representation is None and site_path + "/" not in publication.documents:
+            return _response(publication.not_found)
+        return Response(status=204, headers={"Allow": ALLOWED_METHODS, "Cache-Control": "no-store"})
     if representation is not None:
         return _response(representation)
     if site_path + "/" in publication.documents:

@@ -130,6 +130,18 @@ def test_other_methods_get_405_with_allow(client, method):
     assert {"GET", "HEAD"} <= {m.strip() for m in response.headers["Allow"].split(",")}
 
 
+@pytest.mark.parametrize("path", ["/feed.xml", "/", "/posts/new-faces-proteas-announce-test-debutants/"])
+def test_options_on_a_document_answers_204_with_allow(client, path):
+    response = client.open(path, method="OPTIONS")
+    assert response.status_code == 204
+    assert response.data == b""
+    assert {m.strip() for m in response.headers["Allow"].split(",")} == {"GET", "HEAD", "OPTIONS"}
+
+
+def test_options_on_an_unknown_path_is_a_404(client):
+    assert client.open("/nope", method="OPTIONS").status_code == 404
+
+
 @pytest.mark.parametrize("path", ["/nope", "/posts/nope/", "/feed.xml/extra", "/static/style.css"])
 def test_unknown_paths_get_the_404_page(client, path):
     response = client.get(path)
