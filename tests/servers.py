@@ -95,6 +95,21 @@ def running_service(
             process.wait()
 
 
+def server_processes(pid: int) -> list[int]:
+    """A server process and its children (granian's workers)."""
+    return [pid, *map(int, Path(f"/proc/{pid}/task/{pid}/children").read_text().split())]
+
+
+def server_rss_kib(pid: int) -> int:
+    """Resident memory of a server process and its workers, in KiB."""
+    total = 0
+    for each in server_processes(pid):
+        for line in Path(f"/proc/{each}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                total += int(line.split()[1])
+    return total
+
+
 def fetch(url: str, headers: dict | None = None):
     """GET ``url``; return status, headers and body, for error statuses too."""
     request = urllib.request.Request(url, headers=headers or {})

@@ -20,7 +20,7 @@ import pytest
 
 from feedsvc.content import MESSAGE_LIMIT, ContentError, load_content
 from tests.conftest import write_entry
-from tests.servers import ROOT, fetch, running_service
+from tests.servers import ROOT, fetch, running_service, server_rss_kib
 
 GOOD_FRONT_MATTER = 'id: "urn:uuid:{uuid}"\ntitle: {title}\ndate: Jul 08, 2025 08:00\nsection: latest\n'
 # Dropping these two capabilities makes root obey file permissions, so an unreadable folder is unreadable.
@@ -192,31 +192,20 @@ def _wait_for_status(base: str, wanted: str, timeout: float = 20, problems: int 
         time.sleep(0.1)
 
 
-def _rss_kib(pid: int) -> int:
-    """Resident memory of a process and its children (granian's workers)."""
-    total = 0
-    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    for each in [pid, *map(int, children)]:
-        for line in Path(f"/proc/{each}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                total += int(line.split()[1])
-    return total
-
-
 def test_a_running_service_survives_every_case_and_says_so(content_dir, tmp_path):
     state = tmp_path / "state"
     with running_service(
         content_dir, tmp_path, env={"FEEDSVC_STATE_DIR": str(state), "FEEDSVC_RELOAD_INTERVAL": "0.1"}, wrapper=AS_ORDINARY_USER
     ) as (base, process):
         good = fetch(base + "/feed.xml")
-        baseline = _rss_kib(process.pid)
+        baseline = server_rss_kib(process.pid)
         for case, make in CASES.items():
             expected = make(content_dir)
             status = _wait_for_status(base, "degraded")
             assert status["status"] == "degraded", case
             assert any(expected in problem for problem in status["error"]), (case, status)
             assert fetch(base + "/feed.xml")[2] == good[2], case  # the last good version is still served
-            assert _rss_kib(process.pid) < baseline + 200 * 1024, case
+            assert server_rss_kib(process.pid) < baseline + 200 * 1024, case
             _undo(content_dir)
             assert _wait_for_status(base, "ok")["status"] == "ok", case
 

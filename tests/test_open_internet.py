@@ -18,7 +18,7 @@ from pathlib import Path
 from bench.slow_clients import attack
 from feedsvc.__main__ import IDLE_TIMEOUT
 from tests.conftest import write_entry
-from tests.servers import fetch, running_service
+from tests.servers import fetch, running_service, server_processes, server_rss_kib
 
 NEW_POST = 'id: "urn:uuid:3f1c2a8e-6d7b-4c1e-9a55-2b8e4f7d9c01"\ntitle: {title}\ndate: Jul 08, 2025 08:00\nsection: latest'
 
@@ -30,20 +30,6 @@ def _wait_until(condition, timeout: float = 10) -> bool:
             return False
         time.sleep(0.05)
     return True
-
-
-def _processes(pid: int) -> list[int]:
-    """The server process and its workers."""
-    return [pid, *map(int, Path(f"/proc/{pid}/task/{pid}/children").read_text().split())]
-
-
-def _rss_kib(pid: int) -> int:
-    total = 0
-    for each in _processes(pid):
-        for line in Path(f"/proc/{each}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                total += int(line.split()[1])
-    return total
 
 
 def test_thousands_of_slow_and_idle_connections_leave_the_feed_answering(content_dir, tmp_path):
@@ -107,7 +93,7 @@ def test_the_server_raises_its_descriptor_limit(content_dir, tmp_path):
         resource.setrlimit(resource.RLIMIT_NOFILE, (low, hard))
 
     with running_service(content_dir, tmp_path, env={"FEEDSVC_STATE_DIR": str(tmp_path / "state")}, preexec_fn=low_limit) as (_, process):
-        for pid in _processes(process.pid):
+        for pid in server_processes(process.pid):
             limits = Path(f"/proc/{pid}/limits").read_text()
             line = next(line for line in limits.splitlines() if line.startswith("Max open files"))
             assert int(line.split()[3]) == hard, line
@@ -160,7 +146,7 @@ def test_http2_when_switched_on_serves_and_bounds_unfinished_header_blocks(conte
         headers = [payload for kind, payload in _frames(answer) if kind == HEADERS]
         assert headers and headers[0][:1] == b"\x88"  # HPACK static entry 8: ":status: 200"
 
-        before = _rss_kib(process.pid)
+        before = server_rss_kib(process.pid)
         # 40 connections each sending a header block that never ends (CONTINUATION without END_HEADERS)
         junk = (b"\x00\x7e" + b"x" * 126 + b"\x7e" + b"y" * 126) * 60  # literal headers, 15 KB per frame
         sockets = []
@@ -177,7 +163,7 @@ def test_http2_when_switched_on_serves_and_bounds_unfinished_header_blocks(conte
                 except OSError:  # the server gave up on this connection
                     sockets.remove(sock)
                     sock.close()
-        growth_mib = (_rss_kib(process.pid) - before) / 1024
+        growth_mib = (server_rss_kib(process.pid) - before) / 1024
         for sock in sockets:
             sock.close()
         assert not sockets  # every flooding connection was closed by the server
