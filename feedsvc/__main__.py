@@ -24,18 +24,20 @@ def _say(message: str, stream=None) -> None:
         print(message, file=stream or sys.stdout, flush=True)
 
 
-def _load(directory: str, store: Store | None = None) -> Publication | None:
+def _load(directory: str, store: Store | None = None, render_all: bool = True) -> Publication | None:
     """Load, validate and render content exactly as the service does, printing every problem; None when there are any.
 
-    Every document is rendered, archive pages too, so whatever ``check`` accepts, ``serve`` serves.
+    With ``render_all`` every document is rendered, entry and archive pages too, so whatever
+    ``check`` accepts, ``serve`` serves; ``serve`` itself checks what it renders at start.
     """
     try:
         config = config_from_env()
         content = load_content(directory, site_overrides(config))
         stamp = None if store is None else lambda etags: store.last_modified(etags, content.version, lambda: True)
         publication = build_publication(content, config.get("HUB_URL"), stamp=stamp)
-        for path in sorted(publication.paths()):
-            publication.document(path)
+        if render_all:
+            for path in sorted(publication.paths()):
+                publication.document(path)
         return publication
     except ContentError as error:
         problems = error.problems
@@ -126,6 +128,9 @@ def granian_command(args: argparse.Namespace, max_connections: int) -> list[str]
         "--port", str(args.port),
         "--workers", str(args.workers),
         "--respawn-failed-workers",  # a crashed worker is replaced
+        # a worker told to stop while it was still loading the content misses the signal: without
+        # this, stopping the service waited for it forever
+        "--workers-kill-timeout", "10",
         "--blocking-threads", "2",  # requests never block on I/O: two threads keep the GIL busy
         "--no-ws",
         *connection_limits(args.timeout, max_connections, args.http2),
@@ -153,7 +158,7 @@ def serve(args: argparse.Namespace) -> int:
             sys.stderr,
         )
         return 1
-    publication = _load(args.content)
+    publication = _load(args.content, render_all=False)  # the workers render the rest on request
     if publication is None:
         return 1  # refuse to start: the messages above say what to fix
     content = publication.content
