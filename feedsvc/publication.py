@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -15,7 +17,7 @@ from importlib import resources
 
 from .content import ContentError, Problem, shorten
 from .feeds import ATOM_TYPE, JSON_FEED_TYPE, RSS_TYPE, FeedSpec, render_json_feed, render_xml_feeds, site_feeds
-from .models import Content
+from .models import Content, Entry
 from .pages import FeedLink, page_context, render_entry, render_index, render_not_found
 from .representation import FEED_CACHE, FEED_HEADERS, HTML_SECURITY_HEADERS, IMMUTABLE_CACHE, Representation, build_representation
 from .store import StaleBuildError
@@ -27,6 +29,13 @@ _ASSETS = {  # packaged file -> media type
 }
 # path -> quoted ETag in, path -> when those bytes last changed out (the Store, through the Publisher)
 Stamper = Callable[[Mapping[str, str]], Mapping[str, datetime]]
+# Documents rendered on request (entry pages beyond the newest, RFC 5005 archive pages) are kept,
+# most recently used first, up to this many bytes (identity + gzip) per worker and version; the
+# rest are rendered again when asked for (same bytes, same ETag, same Last-Modified).
+LAZY_CACHE_BYTES = 64 * 1024 * 1024
+# Entry pages rendered with the version (served by the fast path from the start): the newest ones,
+# which the landing page and the subscription feeds link to.
+HOT_ENTRY_PAGES = 100
 FEED_FORMATS = (  # file name, format name, media type
     ("feed.xml", "RSS", RSS_TYPE),
     ("atom.xml", "Atom", ATOM_TYPE),
@@ -34,13 +43,51 @@ FEED_FORMATS = (  # file name, format name, media type
 )
 
 
+class RenderedCache:
+    """Documents rendered on request, least recently used dropped first, within a byte budget (thread-safe)."""
+
+    def __init__(self, budget: int = LAZY_CACHE_BYTES):
+        self.budget = budget
+        self.size = 0
+        self._documents: OrderedDict[str, Representation] = OrderedDict()
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def _cost(representation: Representation) -> int:
+        return len(representation.body) + len(representation.gzip_body or b"")
+
+    def get(self, path: str) -> Representation | None:
+        with self._lock:
+            found = self._documents.get(path)
+            if found is not None:
+                self._documents.move_to_end(path)
+            return found
+
+    def update(self, documents: Mapping[str, Representation]) -> None:
+        with self._lock:
+            for path, representation in documents.items():
+                previous = self._documents.pop(path, None)
+                if previous is not None:
+                    self.size -= self._cost(previous)
+                self._documents[path] = representation
+                self.size += self._cost(representation)
+            while self.size > self.budget and len(self._documents) > 1:
+                _, dropped = self._documents.popitem(last=False)
+                self.size -= self._cost(dropped)
+
+    def items(self) -> list[tuple[str, Representation]]:
+        with self._lock:
+            return list(self._documents.items())
+
+
 @dataclass(frozen=True)
 class Publication:
     """The documents served for one content version.
 
-    ``documents`` is a plain dict (the fastest lookup for the hot path). It holds every page and
-    subscription feed from the start; RFC 5005 archive pages, thousands with large content and
-    rarely read, are added the first time one is asked for (``document``), once per version.
+    ``documents`` is a plain dict (the fastest lookup for the hot path): the landing page, the
+    subscription feeds, the newest entry pages and the assets, rendered with the version. Every
+    other entry page and the RFC 5005 archive pages (thousands, rarely read) are rendered the
+    first time one is asked for (``document``) and kept in a bounded cache (``rendered``).
     """
 
     content: Content
@@ -50,28 +97,45 @@ class Publication:
     feed_specs: Mapping[str, FeedSpec] = field(default_factory=dict)  # every feed document's path -> its spec
     page_key: tuple = ()  # what every entry page depends on besides its entry
     stamp: Stamper | None = None  # gives documents rendered later their Last-Modified
+    pages: Mapping[str, Entry] = field(default_factory=dict)  # every entry page's path -> its entry
+    render_page: Callable[[Entry], Representation] | None = None
+    rendered: RenderedCache = field(default_factory=RenderedCache)
 
     @property
     def version(self) -> str:
         """Return the content version this publication was built from."""
         return self.content.version
 
-    def document(self, path: str) -> Representation | None:
-        """Return the document at ``path``, rendering an archive page on its first request."""
+    def cached(self, path: str) -> Representation | None:
+        """Return the document at ``path`` if it is rendered already."""
         found = self.documents.get(path)
-        if found is None and path in self.feed_specs:
-            # two threads may race to render the same page: both produce the same bytes
+        return found if found is not None else self.rendered.get(path)
+
+    def document(self, path: str) -> Representation | None:
+        """Return the document at ``path``, rendering an entry or archive page on request."""
+        found = self.cached(path)
+        if found is not None:
+            return found
+        # two threads may race to render the same page: both produce the same bytes
+        if path in self.feed_specs:
             rendered = _feed_documents(self.feed_specs[path])
-            # a newer version is served elsewhere (this worker has not switched yet): no Last-Modified rather than a wrong one
-            with contextlib.suppress(StaleBuildError):
-                rendered = _stamped(rendered, self.stamp)
-            self.documents.update(rendered)
-            found = self.documents[path]
-        return found
+        elif path in self.pages and self.render_page is not None:
+            rendered = {path: self.render_page(self.pages[path])}
+        else:
+            return None
+        # a newer version is served elsewhere (this worker has not switched yet): no Last-Modified rather than a wrong one
+        with contextlib.suppress(StaleBuildError):
+            rendered = _stamped(rendered, self.stamp)
+        self.rendered.update(rendered)
+        return rendered[path]
+
+    def exists(self, path: str) -> bool:
+        """Tell whether a document is published at ``path``, rendered yet or not."""
+        return path in self.documents or path in self.pages or path in self.feed_specs
 
     def paths(self) -> set[str]:
         """Return the path of every document, rendered yet or not."""
-        return self.documents.keys() | self.feed_specs.keys()
+        return self.documents.keys() | self.feed_specs.keys() | self.pages.keys()
 
 
 @cache  # packaged files: read, hash and compress once per process, not per content version
@@ -125,7 +189,9 @@ def _feed_paths(spec: FeedSpec) -> list[str]:
 def build_publication(
     content: Content, hub_url: str | None = None, previous: Publication | None = None, stamp: Stamper | None = None
 ) -> Publication:
-    """Render every page and subscription feed of a content version (archive pages: on first request).
+    """Render the hot documents of a content version: landing page, subscription feeds, newest entry pages.
+
+    Other entry pages and archive pages are rendered on first request (``Publication.document``).
 
     With ``previous`` (the version being replaced), documents whose inputs did not change are
     reused instead of rendered again, so an edit to one of 10,000 entries re-renders little.
@@ -151,31 +217,44 @@ def build_publication(
         return build_representation(body, HTML_TYPE, cache_control=cache_control, extra_headers=HTML_SECURITY_HEADERS)
 
     documents: dict[str, Representation] = {}
+    rendered = RenderedCache()
     feed_specs: dict[str, FeedSpec] = {}
     for spec in specs:
         paths = _feed_paths(spec)
         feed_specs.update(dict.fromkeys(paths, spec))
         earlier_spec = previous.feed_specs.get(paths[0]) if previous is not None else None
-        if earlier_spec is not None and earlier_spec.key == spec.key and all(p in previous.documents for p in paths):
-            documents.update({p: previous.documents[p] for p in paths})
-        elif not spec.history.is_archive:
+        if earlier_spec is not None and earlier_spec.key == spec.key:
+            reused = {p: previous.cached(p) for p in paths}
+            if all(reused.values()):
+                (rendered if spec.history.is_archive else documents).update(reused)
+                continue
+        if not spec.history.is_archive:
             documents.update(_feed_documents(spec))
     documents["/"] = page(render_index(context))
-    earlier = {e.path: e.digest for e in previous.content.entries} if previous is not None and previous.page_key == page_key else {}
-    for entry in content.entries:
-        if earlier.get(entry.path) == entry.digest:
-            documents[entry.path] = previous.documents[entry.path]
-        else:
-            try:
-                documents[entry.path] = page(render_entry(context, entry))
-            except Exception as error:  # whatever a library chokes on: name the file, keep serving the last good version
-                raise ContentError(
-                    [Problem(entry.source, "file", f"cannot be rendered: {type(error).__name__}: {shorten(str(error), 80)}")]
-                ) from error
+
+    def render_page(entry: Entry) -> Representation:
+        try:
+            return page(render_entry(context, entry))
+        except Exception as error:  # whatever a library chokes on: name the file, keep serving the last good version
+            raise ContentError(
+                [Problem(entry.source, "file", f"cannot be rendered: {type(error).__name__}: {shorten(str(error), 80)}")]
+            ) from error
+
+    same_pages = previous is not None and previous.page_key == page_key
+    earlier = {e.path: e.digest for e in previous.content.entries} if same_pages else {}
+    pages = {entry.path: entry for entry in content.entries}
+    for index, entry in enumerate(content.entries):
+        reused = previous.cached(entry.path) if earlier.get(entry.path) == entry.digest else None
+        if index < HOT_ENTRY_PAGES:
+            documents[entry.path] = reused or render_page(entry)
+        elif reused is not None:
+            rendered.update({entry.path: reused})
     documents.update(assets.values())
     # never cached: a path that is missing now may be published in a minute
     not_found = build_representation(
         render_not_found(context), HTML_TYPE, cache_control="no-store", extra_headers=HTML_SECURITY_HEADERS, status="404 Not Found"
     )
     subscription_paths = tuple(path for spec in subscriptions.values() for path in _feed_paths(spec))
-    return Publication(content, _stamped(documents, stamp), not_found, subscription_paths, feed_specs, page_key, stamp)
+    return Publication(
+        content, _stamped(documents, stamp), not_found, subscription_paths, feed_specs, page_key, stamp, pages, render_page, rendered
+    )

@@ -57,12 +57,12 @@ def document(path: str) -> Response:
     site_path = "/" + path
     representation = publication.document(site_path)
     if request.method == "OPTIONS":
-        if representation is None and site_path + "/" not in publication.documents:
+        if representation is None and not publication.exists(site_path + "/"):
             return _response(publication.not_found)
         return Response(status=204, headers={"Allow": ALLOWED_METHODS, "Cache-Control": "no-store"})
     if representation is not None:
         return _response(representation)
-    if site_path + "/" in publication.documents:
+    if publication.exists(site_path + "/"):
         # the public base URL comes from configuration, never from the Host header
         return redirect(publication.content.site.url(site_path + "/"), code=308)
     return _response(publication.not_found)

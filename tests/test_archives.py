@@ -173,20 +173,34 @@ def test_an_edit_changes_only_the_archive_documents_that_hold_the_entry(tmp_path
     assert old.keys() - new.keys() == set()  # archive URLs that existed keep working
 
 
-def test_archive_pages_are_rendered_on_first_request_then_served_from_memory(tmp_path):
+def test_archive_and_old_entry_pages_are_rendered_on_first_request_then_served_from_memory(tmp_path):
     directory = generate(tmp_path / "content", 450)
     app = create_app({"CONTENT_DIR": str(directory), "STATE_DIR": str(tmp_path / "state"), "RELOAD_INTERVAL": 0})
     publication = app.extensions["feedsvc"].current
-    path = "/archive/2025-07-05/feed.xml"
-    assert path in publication.paths()
-    assert path not in publication.documents
-    first = app.test_client().get(path)
-    assert first.status_code == 200
-    assert first.headers["Last-Modified"]  # stamped by the store like every document
-    rendered = publication.documents[path]  # now in the fast path's dict, with its siblings
-    assert "/archive/2025-07-05/atom.xml" in publication.documents
-    assert app.test_client().get(path).data == first.data
-    assert publication.documents[path] is rendered
+    for path, sibling in (("/archive/2025-07-05/feed.xml", "/archive/2025-07-05/atom.xml"), ("/posts/post-00400/", None)):
+        assert path in publication.paths()
+        assert publication.cached(path) is None  # not rendered at start
+        first = app.test_client().get(path)
+        assert first.status_code == 200
+        assert first.headers["Last-Modified"]  # stamped by the store like every document
+        rendered = publication.cached(path)  # now kept, with its siblings
+        assert sibling is None or publication.cached(sibling) is not None
+        assert app.test_client().get(path).data == first.data
+        assert publication.cached(path) is rendered
+    assert publication.cached("/posts/post-00000/") is not None  # the newest pages are rendered with the version
+
+
+def test_documents_rendered_on_request_are_kept_within_a_byte_budget():
+    from feedsvc.publication import RenderedCache
+    from feedsvc.representation import build_representation
+
+    cache = RenderedCache(budget=10_000)
+    for number in range(50):
+        cache.update({f"/posts/{number}/": build_representation(bytes([65 + number % 26]) * 1000, "text/plain", cache_control="no-store")})
+        cache.get("/posts/0/")  # used again and again: kept
+    kept = dict(cache.items())
+    assert cache.size <= 10_000
+    assert "/posts/0/" in kept and "/posts/49/" in kept and "/posts/1/" not in kept
 
 
 def test_a_reload_reuses_everything_an_edit_did_not_touch(tmp_path):
@@ -195,12 +209,14 @@ def test_a_reload_reuses_everything_an_edit_did_not_touch(tmp_path):
     publisher = app.extensions["feedsvc"]
     old = publisher.current
     old.document("/archive/2025-07-05/feed.xml")
+    old.document("/posts/post-00400/")
     edited = directory / "posts" / "post-00003.md"
     edited.write_text(edited.read_text().replace("story number 3", "story number three"))
     assert publisher.refresh()
     new = publisher.current
     assert new.documents["/posts/post-00007/"] is old.documents["/posts/post-00007/"]
+    assert new.cached("/posts/post-00400/") is old.cached("/posts/post-00400/")  # rendered on request, reused
     assert new.documents["/posts/post-00003/"] is not old.documents["/posts/post-00003/"]
     assert b"story number three" in new.documents["/posts/post-00003/"].identity.body
-    assert new.documents["/archive/2025-07-05/feed.xml"] is old.documents["/archive/2025-07-05/feed.xml"]  # another day: untouched
+    assert new.cached("/archive/2025-07-05/feed.xml") is old.cached("/archive/2025-07-05/feed.xml")  # another day: untouched
     assert new.document("/feed.xml").identity.etag != old.document("/feed.xml").identity.etag  # post 3 is among the newest 20
