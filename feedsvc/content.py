@@ -175,6 +175,9 @@ _NAMED_OFFSET = re.compile(r"(?i)\b(?:GMT|UTC|UT)\s*[+-]\s*\d")
 # Two far-apart defaults: a part of the date that the text leaves out shows up as a difference.
 _DEFAULTS = (datetime(2000, 1, 1), datetime(2003, 12, 28))
 _DATE_EXAMPLE = "write it like 'Jul 07, 2025 18:00' or '2025-07-07T18:00:00+01:00'"
+# RFC 3339 / ISO 8601 date-times, the form generators and other tools write: read by the standard
+# library in a microsecond, with the same result python-dateutil gives, which reads everything else.
+_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,6})?)?(?:Z|[+-]\d{2}:\d{2})?")
 
 
 def _fixed_offset(name: str | None, offset: int | None) -> tzinfo | None:
@@ -211,6 +214,11 @@ def _date_in(zone: tzinfo) -> Callable[[Any], datetime]:
 
     def convert(value: Any) -> datetime:
         text = _required_text(value)
+        if _RFC3339.fullmatch(text):
+            try:
+                return _in_range(_aware(datetime.fromisoformat(text), zone, text), text)
+            except ValueError:  # 2025-02-30 and the like: dateutil's message below
+                pass
         if _NAMED_OFFSET.search(text):
             raise _FieldError(f"{quote(text)} mixes a zone name with an offset; write the offset alone, e.g. '+03:00'")
         try:
@@ -225,16 +233,26 @@ def _date_in(zone: tzinfo) -> Callable[[Any], datetime]:
             raise
         except (ValueError, OverflowError, TypeError):
             raise _FieldError(f"{quote(text)} is not a date; {_DATE_EXAMPLE}") from None
-        parsed = first if first.tzinfo is not None else _localize(first, zone, text)
-        try:
-            in_range = EARLIEST_DATE <= parsed <= LATEST_DATE
-        except OverflowError:
-            in_range = False
-        if not in_range:
-            raise _FieldError(f"{quote(text)} is outside the years 1000-9999 that every feed format can write")
-        return parsed
+        return _in_range(_aware(first, zone, text), text)
 
     return convert
+
+
+def _aware(parsed: datetime, zone: tzinfo, text: str) -> datetime:
+    if parsed.tzinfo is None:
+        return _localize(parsed, zone, text)
+    offset = parsed.utcoffset()
+    return parsed.replace(tzinfo=UTC) if not offset else parsed  # +00:00 and Z: UTC, as dateutil's path gives
+
+
+def _in_range(parsed: datetime, text: str) -> datetime:
+    try:
+        in_range = EARLIEST_DATE <= parsed <= LATEST_DATE
+    except OverflowError:
+        in_range = False
+    if not in_range:
+        raise _FieldError(f"{quote(text)} is outside the years 1000-9999 that every feed format can write")
+    return parsed
 
 
 # field -> (required?, converter); the site's converters need no context.

@@ -326,3 +326,36 @@ def test_a_long_summary_is_cut_at_a_word(content_dir):
     write_entry(content_dir, "long.md", GOOD_ENTRY, body=" ".join(["wordy"] * 200) + "\n")
     summary = next(e for e in load_content(content_dir).entries if e.slug == "long").summary
     assert len(summary) <= SUMMARY_LIMIT and summary.endswith("wordy\u2026")
+
+
+@pytest.mark.parametrize("zone", ["UTC", "Europe/London", "America/Los_Angeles"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "2025-07-07T18:00:00+01:00",
+        "2025-07-07T18:00:00Z",
+        "2025-07-07 18:00",
+        "2025-07-07T18:00:00.123456-08:00",
+        "2025-07-07T18:00:00+00:00",
+        "2025-03-30T01:30:00",  # a DST gap in London
+        "2025-11-02T01:30:00",  # an overlap in Los Angeles
+        "2025-02-30T10:00:00Z",
+        "0999-12-31T00:00:00Z",
+    ],
+)
+def test_rfc3339_dates_read_without_dateutil_mean_what_dateutil_reads(monkeypatch, zone, text):
+    import re
+    from zoneinfo import ZoneInfo
+
+    import feedsvc.content
+
+    def read(convert):
+        try:
+            value = convert(text)
+            return value, value.tzinfo, value.isoformat()
+        except ValueError as error:  # _FieldError
+            return str(error)
+
+    fast = read(feedsvc.content._date_in(ZoneInfo(zone)))
+    monkeypatch.setattr(feedsvc.content, "_RFC3339", re.compile("(?!)"))  # everything through python-dateutil
+    assert fast == read(feedsvc.content._date_in(ZoneInfo(zone)))
