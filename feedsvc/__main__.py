@@ -24,15 +24,17 @@ def _say(message: str, stream=None) -> None:
         print(message, file=stream or sys.stdout, flush=True)
 
 
-def _load(directory: str, store: Store | None = None, render_all: bool = True) -> Publication | None:
+def _load(directory: str, store: Store | None = None, render_all: bool = True, cache: Store | None = None) -> Publication | None:
     """Load, validate and render content exactly as the service does, printing every problem; None when there are any.
 
     With ``render_all`` every document is rendered, entry and archive pages too, so whatever
     ``check`` accepts, ``serve`` serves; ``serve`` itself checks what it renders at start.
+    New files are parsed on every core (this runs before any thread starts); ``store`` or
+    ``cache`` keep the parses for the next load and the service's workers.
     """
     try:
         config = config_from_env()
-        content = load_content(directory, site_overrides(config))
+        content = load_content(directory, site_overrides(config), cache=store or cache, processes=os.cpu_count() or 1)
         stamp = None if store is None else lambda etags: store.last_modified(etags, content.version, lambda: True)
         publication = build_publication(content, config.get("HUB_URL"), stamp=stamp)
         if render_all:
@@ -146,7 +148,7 @@ def serve(args: argparse.Namespace) -> int:
     os.environ["FEEDSVC_CONTENT_DIR"] = str(Path(args.content).absolute())
     os.environ.pop("FLASK_DEBUG", None)  # debug mode is for `flask run`, never for serve
     try:
-        Store(config_from_env().get("STATE_DIR") or default_state_dir(args.content))
+        store = Store(config_from_env().get("STATE_DIR") or default_state_dir(args.content))
     except (ConfigError, StateError) as error:
         _say(f"environment: {error}", sys.stderr)
         return 1
@@ -158,7 +160,8 @@ def serve(args: argparse.Namespace) -> int:
             sys.stderr,
         )
         return 1
-    publication = _load(args.content, render_all=False)  # the workers render the rest on request
+    # parsed on every core into the store, where the workers find it: they start without parsing
+    publication = _load(args.content, render_all=False, cache=store)  # the workers render the rest on request
     if publication is None:
         return 1  # refuse to start: the messages above say what to fix
     content = publication.content

@@ -7,16 +7,18 @@ reported as ``FILE: FIELD: what is wrong and how to fix it`` so an editor can fi
 from __future__ import annotations
 
 import hashlib
+import multiprocessing
 import os
 import re
 import reprlib
 import stat
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from pathlib import Path, PurePath
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urljoin
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -694,12 +696,58 @@ def _check_unique(entries: list[Entry], problems: list[Problem]) -> None:
                 seen[value] = entry
 
 
-def load_content(directory: str | Path, overrides: Mapping[str, Any] | None = None, parsed: dict | None = None) -> Content:
+class ParseCache(Protocol):
+    """Where the loader keeps its work between loads and processes (``store.Store`` is one)."""
+
+    def file_digests(self) -> dict[str, tuple[int, int, str]]: ...
+
+    def parsed_entries(self, keys: Iterable[str]) -> dict[str, Any]: ...
+
+    def remember_parse(self, files: Mapping[str, tuple[int, int, str]], entries: Mapping[str, Any], keep: set[str]) -> None: ...
+
+
+PARALLEL_FROM = 1000  # files to parse before the work is shared among processes
+
+
+def _parse_files(site: Site, items: list[tuple[str, bytes, str]]) -> list[tuple[Entry | None, list[Problem]]]:
+    """Parse files, each to its entry (or None) and its problems; any exception becomes a problem naming the file."""
+    results = []
+    for name, raw, file_digest in items:
+        problems: list[Problem] = []
+        try:
+            entry = _parse_entry(name, raw, file_digest[:32], site, problems)
+        except Exception as error:  # a library failing on odd input must not escape: name the file
+            problems.append(Problem(name, "file", f"could not be read: {type(error).__name__}: {shorten(str(error), 80)}"))
+            entry = None
+        results.append((entry, problems))
+    return results
+
+
+def _parse_all(site: Site, items: list[tuple[str, bytes, str]], processes: int) -> list[tuple[Entry | None, list[Problem]]]:
+    """Parse on ``processes`` processes when there is enough to share (forked: call only where no threads run)."""
+    if processes < 2 or len(items) < PARALLEL_FROM:
+        return _parse_files(site, items)
+    chunk = max(200, len(items) // (processes * 8))
+    chunks = [items[start : start + chunk] for start in range(0, len(items), chunk)]
+    with ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("fork")) as pool:
+        return [result for part in pool.map(_parse_files, [site] * len(chunks), chunks) for result in part]
+
+
+def load_content(
+    directory: str | Path,
+    overrides: Mapping[str, Any] | None = None,
+    parsed: dict | None = None,
+    cache: ParseCache | None = None,
+    processes: int = 1,
+) -> Content:
     """Load and validate a whole content folder, or raise ContentError listing every problem.
 
-    ``parsed``, when given, memoizes entries across loads, keyed by each file's name and digest
-    and the site settings (a reload re-parses only changed files); it is refilled with exactly the
-    entries of this load. Files are named relative to the folder in every message.
+    ``parsed``, when given, memoizes entries across loads, keyed by each file's digest and the
+    site settings (a reload re-parses only changed files); it is refilled with exactly the
+    entries of this load. ``cache`` keeps the same across restarts and processes, plus each
+    file's digest by its name, size and mtime (as make and rsync do), so an unchanged file is
+    not even read. ``processes`` > 1 parses many new files in parallel. Files are named relative
+    to the folder in every message.
     """
     directory = Path(directory)
     if not directory.is_dir():
@@ -714,25 +762,63 @@ def load_content(directory: str | Path, overrides: Mapping[str, Any] | None = No
     digest = hashlib.sha256(repr(sorted((k, str(v)) for k, v in (overrides or {}).items())).encode())
     digest.update(site_raw)
     site_digest = digest.hexdigest()  # the site file and its overrides: what every entry's parse also depends on
+
+    known = cache.file_digests() if cache is not None else {}
+    seen_files: dict[str, tuple[int, int, str]] = {}
+    raws: dict[str, bytes] = {}
+    read_problems: dict[str, list[Problem]] = {}
+    files = [file for file in scan.files if file.name != SITE_FILE]
+    for file in files:
+        earlier = known.get(file.name)
+        if earlier is not None and earlier[:2] == (file.size, file.mtime_ns) and file.size <= site.max_file_size:
+            seen_files[file.name] = earlier
+            continue
+        file_problems: list[Problem] = []
+        raw = read_limited(file.path, file.name, site.max_file_size, file_problems)
+        if raw is None:
+            read_problems[file.name] = file_problems
+            continue
+        raws[file.name] = raw
+        seen_files[file.name] = (file.size, file.mtime_ns, hashlib.sha256(file.name.encode() + b"\0" + raw).hexdigest())
+
+    keys = {name: f"{value[2]}:{site_digest}" for name, value in seen_files.items()}
+    found = {key: parsed[key] for key in keys.values() if parsed is not None and key in parsed}
+    if cache is not None:
+        found.update(cache.parsed_entries(key for key in keys.values() if key not in found))
+    to_parse = []
+    by_name = {file.name: file for file in files}
+    for name, key in list(keys.items()):
+        if key in found:
+            continue
+        if name not in raws:  # known digest, no parse cached (the site file changed, say): read it now
+            file = by_name[name]
+            raw = read_limited(file.path, name, site.max_file_size, read_problems.setdefault(name, []))
+            if raw is None:
+                del seen_files[name]
+                continue
+            raws[name] = raw
+            seen_files[name] = (file.size, file.mtime_ns, hashlib.sha256(name.encode() + b"\0" + raw).hexdigest())
+            keys[name] = f"{seen_files[name][2]}:{site_digest}"
+        to_parse.append((name, raws[name], seen_files[name][2]))
+    parse_results = dict(zip((item[0] for item in to_parse), _parse_all(site, to_parse, processes), strict=True))
+
     entries = []
     this_load: dict = {}
-    for file in scan.files:
+    new_entries: dict = {}
+    for file in files:
         name = file.name
-        if name == SITE_FILE:
+        problems.extend(read_problems.get(name, ()))
+        if name not in seen_files:
             continue
-        raw = read_limited(file.path, name, site.max_file_size, problems)
-        if raw is None:
-            continue
-        file_digest = hashlib.sha256(name.encode() + b"\0" + raw).hexdigest()
+        file_digest = seen_files[name][2]
         digest.update(file_digest.encode())
-        key = (file_digest, site_digest)
-        entry = parsed.get(key) if parsed is not None else None
-        if entry is None:
-            try:
-                entry = _parse_entry(name, raw, file_digest[:32], site, problems)
-            except Exception as error:  # a library failing on odd input must not escape: name the file
-                problems.append(Problem(name, "file", f"could not be read: {type(error).__name__}: {shorten(str(error), 80)}"))
-                entry = None
+        key = keys[name]
+        entry = found.get(key)
+        if name in parse_results:
+            entry, entry_problems = parse_results[name]
+            problems.extend(entry_problems)
+            if entry is not None:
+                new_entries[key] = entry
         if entry is not None:
             entries.append(entry)
             this_load[key] = entry
@@ -740,6 +826,9 @@ def load_content(directory: str | Path, overrides: Mapping[str, Any] | None = No
         parsed.clear()
         parsed.update(this_load)
     _check_unique(entries, problems)
+    if cache is not None and (new_entries or any(known.get(name) != value for name, value in seen_files.items())):
+        changed_files = {name: value for name, value in seen_files.items() if known.get(name) != value}
+        cache.remember_parse(changed_files, new_entries, set(this_load))
     if problems:
         raise ContentError(problems)
     return Content(site=site, entries=sort_newest_first(entries), version=digest.hexdigest()[:16])

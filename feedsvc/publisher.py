@@ -130,7 +130,7 @@ class Publisher:
 
     def _build(self, seen: tuple) -> Publication | None:
         """Build the folder's version, or return None when it is the version already served (a touch)."""
-        content = load_content(self.directory, self.overrides, self._parsed)
+        content = load_content(self.directory, self.overrides, self._parsed, cache=self.store)
         if self.current is not None and content.version == self.current.version:
             return None
         publication = build_publication(content, self.hub_url, self.current, self._stamper(content.version, seen))

@@ -4,7 +4,10 @@ It remembers what must survive a restart and be the same in every process:
 - ``documents``: each document's current entity tag and when its bytes last changed, the
   source of Last-Modified (a validator describes bytes, not editorial dates);
 - ``workers``: which content version each live worker serves, so WebSub pings wait for all;
-- ``announced``: the entity tag of each subscription feed the hub was last told about.
+- ``announced``: the entity tag of each subscription feed the hub was last told about;
+- ``file_digests`` and ``parsed_entries``: a cache of the loader's work (a file's digest by its
+  name, size and mtime; a parsed entry by its file's digest and the site file's), so a restart or
+  a second worker reads, parses and renders only files it has not seen.
 Every decision that several workers race for is one ``BEGIN IMMEDIATE`` transaction.
 """
 
@@ -12,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import pickle
 import sqlite3
 import threading
 import time
@@ -26,6 +30,8 @@ CREATE TABLE IF NOT EXISTS documents (path TEXT PRIMARY KEY, etag TEXT NOT NULL,
 CREATE TABLE IF NOT EXISTS workers (token TEXT PRIMARY KEY, pid INTEGER NOT NULL, started TEXT NOT NULL, version TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS announced (topic TEXT PRIMARY KEY, etag TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS file_digests (name TEXT PRIMARY KEY, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, digest TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS parsed_entries (key TEXT PRIMARY KEY, entry BLOB NOT NULL);
 """
 _FEW = 500  # stamping fewer documents than this looks them up one by one, more reads the whole table
 
@@ -208,3 +214,33 @@ class Store:
         """Remove a worker that stops serving."""
         with self._transaction() as db:
             db.execute("DELETE FROM workers WHERE token = ?", (token,))
+
+    # --- the loader's cache (content.ParseCache) -------------------------------------------------
+
+    def file_digests(self) -> dict[str, tuple[int, int, str]]:
+        """Return name -> (size, mtime_ns, digest) of every file seen before."""
+        return {name: (size, mtime, digest) for name, size, mtime, digest in self._connection().execute("SELECT * FROM file_digests")}
+
+    def parsed_entries(self, keys: Iterable[str]) -> dict[str, object]:
+        """Return the cached parse of each key that has one."""
+        keys = list(keys)
+        found = {}
+        db = self._connection()
+        for start in range(0, len(keys), _FEW):
+            chunk = keys[start : start + _FEW]
+            query = f"SELECT key, entry FROM parsed_entries WHERE key IN ({','.join('?' * len(chunk))})"
+            found.update((key, pickle.loads(blob)) for key, blob in db.execute(query, chunk))
+        return found
+
+    def remember_parse(self, files: Mapping[str, tuple[int, int, str]], entries: Mapping[str, object], keep: set[str]) -> None:
+        """Record files' digests and new parses; forget parses not in ``keep`` once they outnumber it."""
+        with self._transaction() as db:
+            db.executemany("INSERT OR REPLACE INTO file_digests VALUES (?, ?, ?, ?)", [(n, *v) for n, v in files.items()])
+            db.executemany(
+                "INSERT OR REPLACE INTO parsed_entries VALUES (?, ?)",
+                [(key, pickle.dumps(entry, pickle.HIGHEST_PROTOCOL)) for key, entry in entries.items()],
+            )
+            (count,) = db.execute("SELECT count(*) FROM parsed_entries").fetchone()
+            if count > 2 * len(keep) + 1000:  # other versions' parses: a few are worth keeping, not all
+                stale = [key for (key,) in db.execute("SELECT key FROM parsed_entries") if key not in keep]
+                db.executemany("DELETE FROM parsed_entries WHERE key = ?", [(key,) for key in stale])

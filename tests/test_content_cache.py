@@ -1,0 +1,97 @@
+"""The loader's cache in the store: restarts and other workers read, parse and render only what they have not seen."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+import feedsvc.content
+from feedsvc.content import ContentError, load_content
+from feedsvc.store import Store
+from tests.conftest import write_entry
+
+
+@pytest.fixture
+def reads(monkeypatch):
+    """Names of the files the loader reads (the real reader, counted)."""
+    seen: list[str] = []
+    real = feedsvc.content.read_limited
+
+    def counting(path, name, limit, problems):
+        seen.append(name)
+        return real(path, name, limit, problems)
+
+    monkeypatch.setattr(feedsvc.content, "read_limited", counting)
+    return seen
+
+
+def _touch_later(path):
+    info = path.stat()
+    os.utime(path, ns=(info.st_atime_ns, info.st_mtime_ns + 10_000_000))
+
+
+def test_a_second_load_reads_no_unchanged_file_and_gives_the_same_content(content_dir, state_dir, reads):
+    first = load_content(content_dir, cache=Store(state_dir))
+    assert len(reads) == 1 + len(first.entries)  # site file + every entry
+    reads.clear()
+    again = load_content(content_dir, cache=Store(state_dir))  # a restart: a new process, the same store
+    assert reads == ["site.yaml"]
+    assert again == first and again.version == first.version
+    assert [e.body_html for e in again.entries] == [e.body_html for e in first.entries]
+
+
+def test_an_edited_file_is_read_again(content_dir, state_dir, reads):
+    store = Store(state_dir)
+    load_content(content_dir, cache=store)
+    path = content_dir / "posts" / "new-faces-proteas-announce-test-debutants.md"
+    path.write_text(path.read_text().replace("New Faces", "Newer Faces"))
+    _touch_later(path)
+    reads.clear()
+    content = load_content(content_dir, cache=store)
+    assert reads == ["site.yaml", "posts/new-faces-proteas-announce-test-debutants.md"]
+    assert any(e.title.startswith("Newer Faces") for e in content.entries)
+
+
+def test_a_changed_site_file_parses_every_entry_again(content_dir, state_dir):
+    store = Store(state_dir)
+    first = load_content(content_dir, cache=store)
+    site = content_dir / "site.yaml"
+    site.write_text(site.read_text() + "base_url: https://elsewhere.example\n")
+    second = load_content(content_dir, cache=store)
+    assert second.version != first.version
+    assert all(new.body_html != "" or old.body_html == "" for new, old in zip(second.entries, first.entries, strict=True))
+    assert {e.id for e in second.entries} == {e.id for e in first.entries}
+    assert second == load_content(content_dir)  # what an uncached load gives
+
+
+def test_parsing_on_several_processes_gives_what_one_gives(content_dir, monkeypatch):
+    for number in range(30):
+        write_entry(
+            content_dir,
+            f"generated-{number:02d}.md",
+            f'id: "urn:uuid:00000000-0000-4000-8000-{number:012d}"\ntitle: Generated {number}\ndate: 2024-01-{number % 28 + 1:02d}T10:00:00Z\nsection: latest',
+            body=f"Paragraph {number} with a [link](/posts/x/).\n",
+        )
+    monkeypatch.setattr(feedsvc.content, "PARALLEL_FROM", 5)
+    assert load_content(content_dir, processes=2) == load_content(content_dir, processes=1)
+    write_entry(content_dir, "broken-a.md", "title: no id")
+    write_entry(content_dir, "broken-b.md", "title: no date either")
+    problems = []
+    for processes in (1, 2):
+        with pytest.raises(ContentError) as raised:
+            load_content(content_dir, processes=processes)
+        problems.append(raised.value.problems)
+    assert problems[0] == problems[1]
+
+
+def test_the_service_restarts_without_parsing(content_dir, state_dir, monkeypatch):
+    from feedsvc import create_app
+
+    create_app({"CONTENT_DIR": str(content_dir), "STATE_DIR": str(state_dir), "RELOAD_INTERVAL": 0})
+    parsed = []
+    real = feedsvc.content._parse_files
+    monkeypatch.setattr(feedsvc.content, "_parse_files", lambda site, items: parsed.extend(items) or real(site, items))
+    app = create_app({"CONTENT_DIR": str(content_dir), "STATE_DIR": str(state_dir), "RELOAD_INTERVAL": 0})
+    assert parsed == []
+    assert app.test_client().get("/feed.xml").status_code == 200
