@@ -1,0 +1,161 @@
+"""Generate a newsroom's archive: N entries of 2-4 KB Markdown (headings, lists, links) over five years.
+
+python -m bench.archive 100000 /tmp/archive-100k [--hugo /tmp/hugo-100k]
+
+Deterministic (seeded): the same N gives the same files, ids and dates, so two runs (or two
+machines) publish the same bytes. ``--hugo`` also writes a Hugo site of the same entries (same
+titles, dates, sections and bodies; minimal templates rendering a page per entry, paginated
+section lists and RSS), the yardstick of bench/scale.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import shutil
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+SECTIONS = ("article", "featured", "latest")
+WORDS = [
+    "harbour",
+    "council",
+    "budget",
+    "railway",
+    "coast",
+    "market",
+    "minister",
+    "storm",
+    "festival",
+    "league",
+    "injury",
+    "season",
+    "court",
+    "hospital",
+    "school",
+    "bridge",
+    "election",
+    "river",
+    "museum",
+    "airport",
+    "energy",
+    "water",
+    "housing",
+    "police",
+    "theatre",
+    "farm",
+    "tourism",
+    "strike",
+    "research",
+    "climate",
+    "station",
+    "mayor",
+    "report",
+    "village",
+    "island",
+    "fishing",
+    "transport",
+    "debate",
+]
+NEWEST = datetime(2025, 7, 7, 18, 0, tzinfo=UTC)
+SPAN = timedelta(days=5 * 365)
+NAMESPACE = uuid.UUID("0b5e7e0e-4c1a-4f7c-9d55-3a2b1c0d9e8f")
+SITE_FILE = """\
+id: "urn:uuid:7c2e9a54-1b8d-4e0f-a6c3-5d9f2b7e8a10"
+title: Harbour Daily (generated archive)
+description: Five years of a newsroom's stories, generated for the scale benchmark.
+author: Harbour Daily
+base_url: https://news.example.com
+sections:
+  article: Articles
+  featured: Featured Posts
+  latest: Latest Posts
+"""
+HUGO_CONFIG = """\
+baseURL = "https://news.example.com/"
+title = "Harbour Daily (generated archive)"
+disableKinds = ["taxonomy", "term"]
+[pagination]
+  pagerSize = 20
+[outputs]
+  home = ["HTML", "RSS"]
+  section = ["HTML", "RSS"]
+"""
+HUGO_LAYOUTS = {
+    "single.html": "<!doctype html><html lang=en><title>{{ .Title }}</title><h1>{{ .Title }}</h1>"
+    '<time datetime="{{ .Date.Format "2006-01-02T15:04:05Z07:00" }}">{{ .Date.Format "Jan 2, 2006" }}</time>{{ .Content }}</html>\n',
+    "list.html": "<!doctype html><html lang=en><title>{{ .Title }}</title><h1>{{ .Title }}</h1><ul>"
+    '{{ range .Paginator.Pages }}<li><a href="{{ .RelPermalink }}">{{ .Title }}</a> {{ .Summary }}</li>{{ end }}</ul>'
+    '{{ with .Paginator.Next }}<a href="{{ .URL }}">older</a>{{ end }}</html>\n',
+}
+
+
+def _sentence(rng: random.Random, words: int) -> str:
+    text = " ".join(rng.choice(WORDS) for _ in range(words))
+    return text[0].upper() + text[1:] + "."
+
+
+def _body(rng: random.Random, index: int) -> str:
+    """2-4 KB of Markdown: paragraphs, two or three headings, a list, links."""
+    parts = [" ".join(_sentence(rng, rng.randint(10, 18)) for _ in range(5))]
+    for heading in range(rng.randint(2, 4)):
+        parts.append(f"## {_sentence(rng, 4)[:-1]}")
+        parts.append(" ".join(_sentence(rng, rng.randint(10, 18)) for _ in range(rng.randint(4, 7))))
+        if heading == 0:
+            parts.append("\n".join(f"- {_sentence(rng, rng.randint(4, 8))}" for _ in range(rng.randint(3, 5))))
+    parts.append(
+        f"Read the [council's report](https://council.example.org/reports/{index}) and "
+        f"[our earlier story](/posts/story-{max(0, index - 1):06d}/) for background."
+    )
+    return "\n\n".join(parts) + "\n"
+
+
+def entries(count: int):
+    """Yield (slug, id, date, section, title, body) for ``count`` entries, newest first."""
+    rng = random.Random(20250707)
+    step = SPAN / max(1, count)
+    for index in range(count):
+        slug = f"story-{index:06d}"
+        date = NEWEST - step * index - timedelta(seconds=rng.randint(0, 59))
+        section = SECTIONS[0] if index % 50 == 0 else SECTIONS[1 + (index % 2)]
+        title = _sentence(rng, rng.randint(5, 9))[:-1]
+        yield slug, f"urn:uuid:{uuid.uuid5(NAMESPACE, slug)}", date.replace(microsecond=0), section, title, _body(rng, index)
+
+
+def generate(directory: Path, count: int, hugo: Path | None = None) -> None:
+    """Write the feedsvc content folder (and the Hugo site) of ``count`` entries, replacing them."""
+    for target in (directory, hugo):
+        if target is not None and target.exists():
+            shutil.rmtree(target)
+    posts = directory / "posts"
+    posts.mkdir(parents=True)
+    (directory / "site.yaml").write_text(SITE_FILE, encoding="utf-8")
+    if hugo is not None:
+        (hugo / "layouts" / "_default").mkdir(parents=True)
+        (hugo / "hugo.toml").write_text(HUGO_CONFIG, encoding="utf-8")
+        for name, template in HUGO_LAYOUTS.items():
+            (hugo / "layouts" / "_default" / name).write_text(template, encoding="utf-8")
+        for section in SECTIONS:
+            (hugo / "content" / section).mkdir(parents=True)
+    for slug, entry_id, date, section, title, body in entries(count):
+        when = date.isoformat()
+        (posts / f"{slug}.md").write_text(
+            f'---\nid: "{entry_id}"\ntitle: "{title}"\ndate: {when}\nsection: {section}\n---\n{body}', encoding="utf-8"
+        )
+        if hugo is not None:
+            (hugo / "content" / section / f"{slug}.md").write_text(f'---\ntitle: "{title}"\ndate: {when}\n---\n{body}', encoding="utf-8")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("count", type=int)
+    parser.add_argument("directory", type=Path)
+    parser.add_argument("--hugo", type=Path, help="also write a Hugo site of the same entries here")
+    args = parser.parse_args()
+    generate(args.directory, args.count, args.hugo)
+    print(f"wrote {args.count:,} entries to {args.directory}" + (f" and {args.hugo}" if args.hugo else ""))
+
+
+if __name__ == "__main__":
+    main()
