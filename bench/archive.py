@@ -78,6 +78,8 @@ title = "Harbour Daily (generated archive)"
 disableKinds = ["taxonomy", "term"]
 [pagination]
   pagerSize = 20
+[services.rss]
+  limit = 20
 [outputs]
   home = ["HTML", "RSS"]
   section = ["HTML", "RSS"]

@@ -673,7 +673,7 @@ def _parse_entry(name: str, raw: bytes, digest: str, site: Site, problems: list[
         updated=updated,
         section=values["section"],
         summary=shorten(values.get("summary") or lede),
-        body_html=body_html,
+        body=body_html,
         source=name,
         digest=digest,
     )
@@ -703,7 +703,9 @@ class ParseCache(Protocol):
 
     def parsed_entries(self, keys: Iterable[str]) -> dict[str, Any]: ...
 
-    def remember_parse(self, files: Mapping[str, tuple[int, int, str]], entries: Mapping[str, Any], keep: set[str]) -> None: ...
+    def remember_parse(
+        self, files: Mapping[str, tuple[int, int, str]], entries: Mapping[str, Any], keep: set[str]
+    ) -> Mapping[str, Any]: ...
 
 
 PARALLEL_FROM = 1000  # files to parse before the work is shared among processes
@@ -822,13 +824,16 @@ def load_content(
         if entry is not None:
             entries.append(entry)
             this_load[key] = entry
-    if parsed is not None:
-        parsed.clear()
-        parsed.update(this_load)
     _check_unique(entries, problems)
     if cache is not None and (new_entries or any(known.get(name) != value for name, value in seen_files.items())):
         changed_files = {name: value for name, value in seen_files.items() if known.get(name) != value}
-        cache.remember_parse(changed_files, new_entries, set(this_load))
+        stored = cache.remember_parse(changed_files, new_entries, set(this_load))
+        # from now on the bodies live in the cache, not in this process
+        entries = [stored.get(key, entry) for key, entry in zip(this_load, entries, strict=True)]
+        this_load = {key: stored.get(key, entry) for key, entry in this_load.items()}
+    if parsed is not None:
+        parsed.clear()
+        parsed.update(this_load)
     if problems:
         raise ContentError(problems)
     return Content(site=site, entries=sort_newest_first(entries), version=digest.hexdigest()[:16])

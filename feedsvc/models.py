@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
+from typing import Protocol
 from urllib.parse import urlsplit
 
 # XML 1.0 §2.2: characters outside the Char production (C0 controls but tab/newline/CR, lone
@@ -64,6 +65,12 @@ def entry_path(slug: str) -> str:
     return f"/posts/{slug}/"
 
 
+class StoredText(Protocol):
+    """Text kept elsewhere (the store), loaded when asked for."""
+
+    def html(self) -> str: ...
+
+
 @dataclass(frozen=True)
 class Entry:
     """One article or post, parsed and validated."""
@@ -75,16 +82,24 @@ class Entry:
     updated: datetime  # timezone-aware, >= published
     section: str
     summary: str  # plain text, may be empty
-    body_html: str  # rendered Markdown with absolute URLs, may be empty
+    # the rendered Markdown (absolute URLs, may be empty): the text itself, or a reference whose
+    # html() loads it, so that 100,000 bodies stay in the store instead of in every worker
+    body: str | StoredText = field(compare=False)
     source: str = field(default="", compare=False)  # file it came from, relative to the content folder
     # digest of the file's name and bytes: what reuse across versions compares (never values:
-    # two equal datetimes can print differently)
+    # two equal datetimes can print differently); it identifies the body too
     digest: str = ""
 
     @property
     def path(self) -> str:
         """Return the site path of the entry's page."""
         return entry_path(self.slug)
+
+    @property
+    def body_html(self) -> str:
+        """Return the entry's body as HTML."""
+        body = self.body
+        return body if isinstance(body, str) else body.html()
 
 
 @dataclass(frozen=True)

@@ -5,14 +5,17 @@ It remembers what must survive a restart and be the same in every process:
   source of Last-Modified (a validator describes bytes, not editorial dates);
 - ``workers``: which content version each live worker serves, so WebSub pings wait for all;
 - ``announced``: the entity tag of each subscription feed the hub was last told about;
-- ``file_digests`` and ``parsed_entries``: a cache of the loader's work (a file's digest by its
-  name, size and mtime; a parsed entry by its file's digest and the site file's), so a restart or
-  a second worker reads, parses and renders only files it has not seen.
+- ``file_digests``, ``parsed_entries`` and ``bodies``: a cache of the loader's work (a file's
+  digest by its name, size and mtime; a parsed entry by its file's digest and the site file's,
+  its rendered body apart), so a restart or a second worker reads, parses and renders only files
+  it has not seen, and no worker holds every body in memory.
 Every decision that several workers race for is one ``BEGIN IMMEDIATE`` transaction.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import hashlib
 import os
 import pickle
@@ -23,6 +26,7 @@ from collections.abc import Callable, Iterable, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 DATABASE_FILE = "feedsvc.sqlite3"
 _SCHEMA = """
@@ -32,6 +36,7 @@ CREATE TABLE IF NOT EXISTS announced (topic TEXT PRIMARY KEY, etag TEXT NOT NULL
 CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS file_digests (name TEXT PRIMARY KEY, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, digest TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS parsed_entries (key TEXT PRIMARY KEY, entry BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS bodies (key TEXT PRIMARY KEY, html TEXT NOT NULL);
 """
 _FEW = 500  # stamping fewer documents than this looks them up one by one, more reads the whole table
 
@@ -97,6 +102,8 @@ class Store:
         self.directory = Path(directory)
         self.clock = clock
         self._local = threading.local()
+        # the bodies of the documents being rendered now and then: the newest feeds' entries, recent pages
+        self._recent_bodies = functools.lru_cache(maxsize=512)(self._load_body)
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
             self._connection().executescript(_SCHEMA)
@@ -221,26 +228,63 @@ class Store:
         """Return name -> (size, mtime_ns, digest) of every file seen before."""
         return {name: (size, mtime, digest) for name, size, mtime, digest in self._connection().execute("SELECT * FROM file_digests")}
 
-    def parsed_entries(self, keys: Iterable[str]) -> dict[str, object]:
-        """Return the cached parse of each key that has one."""
+    def parsed_entries(self, keys: Iterable[str]) -> dict[str, Any]:
+        """Return the cached parse of each key that has one (bodies as references into the store)."""
         keys = list(keys)
         found = {}
         db = self._connection()
         for start in range(0, len(keys), _FEW):
             chunk = keys[start : start + _FEW]
             query = f"SELECT key, entry FROM parsed_entries WHERE key IN ({','.join('?' * len(chunk))})"
-            found.update((key, pickle.loads(blob)) for key, blob in db.execute(query, chunk))
+            found.update(
+                (key, dataclasses.replace(pickle.loads(blob), body=StoredBody(self, key))) for key, blob in db.execute(query, chunk)
+            )
         return found
 
-    def remember_parse(self, files: Mapping[str, tuple[int, int, str]], entries: Mapping[str, object], keep: set[str]) -> None:
-        """Record files' digests and new parses; forget parses not in ``keep`` once they outnumber it."""
+    def remember_parse(self, files: Mapping[str, tuple[int, int, str]], entries: Mapping[str, Any], keep: set[str]) -> dict[str, Any]:
+        """Record files' digests and new parses; forget parses not in ``keep`` once they outnumber it.
+
+        Returns the new entries with their bodies as references into the store.
+        """
         with self._transaction() as db:
             db.executemany("INSERT OR REPLACE INTO file_digests VALUES (?, ?, ?, ?)", [(n, *v) for n, v in files.items()])
+            db.executemany("INSERT OR REPLACE INTO bodies VALUES (?, ?)", [(key, entry.body_html) for key, entry in entries.items()])
             db.executemany(
                 "INSERT OR REPLACE INTO parsed_entries VALUES (?, ?)",
-                [(key, pickle.dumps(entry, pickle.HIGHEST_PROTOCOL)) for key, entry in entries.items()],
+                [(key, pickle.dumps(dataclasses.replace(entry, body=""), pickle.HIGHEST_PROTOCOL)) for key, entry in entries.items()],
             )
             (count,) = db.execute("SELECT count(*) FROM parsed_entries").fetchone()
-            if count > 2 * len(keep) + 1000:  # other versions' parses: a few are worth keeping, not all
-                stale = [key for (key,) in db.execute("SELECT key FROM parsed_entries") if key not in keep]
-                db.executemany("DELETE FROM parsed_entries WHERE key = ?", [(key,) for key in stale])
+            if count > 3 * len(keep) + 1000:  # other versions' parses: a few are worth keeping, not all
+                stale = [(key,) for (key,) in db.execute("SELECT key FROM parsed_entries") if key not in keep]
+                db.executemany("DELETE FROM parsed_entries WHERE key = ?", stale)
+                db.executemany("DELETE FROM bodies WHERE key = ?", stale)
+        return {key: dataclasses.replace(entry, body=StoredBody(self, key)) for key, entry in entries.items()}
+
+    def body(self, key: str) -> str:
+        """Return a stored body (the most recently used ones are kept in memory)."""
+        return self._recent_bodies(key)
+
+    def _load_body(self, key: str) -> str:
+        row = self._connection().execute("SELECT html FROM bodies WHERE key = ?", (key,)).fetchone()
+        if row is None:
+            raise LookupError(f"body {key} is no longer in the store")
+        return row[0]
+
+
+class StoredBody:
+    """An entry's rendered body, kept in the store and loaded when a document is rendered."""
+
+    __slots__ = ("key", "store")
+
+    def __init__(self, store: Store, key: str):
+        self.store = store
+        self.key = key
+
+    def html(self) -> str:
+        return self.store.body(self.key)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, StoredBody) and other.key == self.key
+
+    def __hash__(self) -> int:
+        return hash(self.key)

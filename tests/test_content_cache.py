@@ -95,3 +95,13 @@ def test_the_service_restarts_without_parsing(content_dir, state_dir, monkeypatc
     app = create_app({"CONTENT_DIR": str(content_dir), "STATE_DIR": str(state_dir), "RELOAD_INTERVAL": 0})
     assert parsed == []
     assert app.test_client().get("/feed.xml").status_code == 200
+
+
+def test_with_a_store_bodies_stay_in_it_and_read_back_exactly(content_dir, state_dir):
+    from feedsvc.store import StoredBody
+
+    plain = load_content(content_dir)
+    for attempt in ("first load", "restart"):
+        stored = load_content(content_dir, cache=Store(state_dir))
+        assert all(isinstance(entry.body, StoredBody) for entry in stored.entries), attempt  # not held by the worker
+        assert [e.body_html for e in stored.entries] == [e.body_html for e in plain.entries], attempt
