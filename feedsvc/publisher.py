@@ -21,12 +21,16 @@ from typing import Any
 
 from watchfiles._rust_notify import RustNotify  # watchfiles.watch() offers no hook once the watch is in place
 
-from .content import ContentError, Problem, load_content, scan_folder, shorten
+from .content import ContentError, FolderScan, Problem, load_content, scan_folder, shorten
 from .publication import Publication, Stamper, build_publication
 from .store import StaleBuildError, Store
 
 log = logging.getLogger(__name__)
+# The safety net behind inotify: every SAFETY_NET_SECONDS the folders' own mtimes are compared
+# (they change when a file is added, removed or renamed: milliseconds for 100,000 files, no file
+# is stat'ed), and every FULL_CHECK_SECONDS every file is, in case an in-place edit went unseen.
 SAFETY_NET_SECONDS = 30
+FULL_CHECK_SECONDS = 600
 # /healthz turns "degraded" when the watcher has not finished a look at the folder for this long
 # (a reload stuck on a hung file system, a watcher that died)
 WATCH_STALL_SECONDS = 60
@@ -43,9 +47,24 @@ def folder_identity(directory: Path) -> tuple:
         return (str(directory), error.errno)
 
 
-def fingerprint(directory: Path) -> tuple:
+def folders_signature(directory: Path) -> tuple:
+    """Return the modification times of the content folder and its subfolders (not of the files)."""
+    signature = []
+    pending = [os.fspath(directory)]
+    while pending:
+        folder = pending.pop()
+        try:
+            signature.append((folder, os.stat(folder).st_mtime_ns))
+            with os.scandir(folder) as listing:
+                pending.extend(item.path for item in listing if not item.name.startswith(".") and item.is_dir(follow_symlinks=False))
+        except OSError as error:
+            signature.append((folder, error.errno))
+    return tuple(sorted(signature))
+
+
+def fingerprint(directory: Path, scan: FolderScan | None = None) -> tuple:
     """Return a cheap signature of the content folder: which folder it is, and its files' names, sizes and mtimes."""
-    scan = scan_folder(directory)
+    scan = scan or scan_folder(directory)
     return folder_identity(directory), tuple((f.name, f.size, f.mtime_ns) for f in scan.files), scan.problems
 
 
@@ -97,10 +116,11 @@ class Publisher:
         self._watcher: threading.Thread | None = None
         self._watch_beat = time.monotonic()  # the watcher's last finished look at the folder
         for _ in range(_STALE_RETRIES):
-            seen = fingerprint(self.directory)
+            scan = scan_folder(self.directory)
+            seen = fingerprint(self.directory, scan)
             try:
                 # raises ContentError: a service never starts on invalid content
-                self.current = self._build(seen)
+                self.current = self._build(seen, scan)
                 break
             except StaleBuildError:
                 continue
@@ -128,9 +148,9 @@ class Publisher:
 
         return stamp
 
-    def _build(self, seen: tuple) -> Publication | None:
+    def _build(self, seen: tuple, scan: FolderScan) -> Publication | None:
         """Build the folder's version, or return None when it is the version already served (a touch)."""
-        content = load_content(self.directory, self.overrides, self._parsed, cache=self.store)
+        content = load_content(self.directory, self.overrides, self._parsed, cache=self.store, scan=scan)
         if self.current is not None and content.version == self.current.version:
             return None
         publication = build_publication(content, self.hub_url, self.current, self._stamper(content.version, seen))
@@ -145,10 +165,11 @@ class Publisher:
             for _ in range(_STALE_RETRIES):
                 seen = None
                 try:
-                    seen = fingerprint(self.directory)
+                    scan = scan_folder(self.directory)
+                    seen = fingerprint(self.directory, scan)
                     if seen == self._fingerprint:
                         return False
-                    publication = self._build(seen)
+                    publication = self._build(seen, scan)
                 except StaleBuildError:  # saved again while we built: build what is there now
                     continue
                 except ContentError as error:
@@ -215,9 +236,11 @@ class Publisher:
 
         Events cost nothing while nobody edits. Every ``delay`` s (at least 50 ms) the watcher also
         asks which folder the content path names, one stat: when a ``current -> releases/N`` link
-        is switched or the folder is replaced, it watches the new one and reloads at once. A full
-        check every SAFETY_NET_SECONDS catches whatever events can miss. The folder is checked as
-        soon as a watch is in place, so a save made while the service started is not missed.
+        is switched or the folder is replaced, it watches the new one and reloads at once. A safety
+        net catches whatever events can miss at a cost of milliseconds (SAFETY_NET_SECONDS,
+        FULL_CHECK_SECONDS). The folder is checked as soon as a watch is in place, so a save made
+        while the service started is not missed.
+        The safety net (SAFETY_NET_SECONDS, FULL_CHECK_SECONDS) costs milliseconds while idle.
         """
         poll_ms = max(50, int(delay * 1000))
 
@@ -227,7 +250,8 @@ class Publisher:
             with RustNotify([os.path.realpath(self.directory)], False, False, 300, True, False) as notify:
                 self.watch_error = None
                 self.refresh()
-                checked = self._watch_beat = time.monotonic()
+                checked = fully_checked = self._watch_beat = time.monotonic()
+                folders = folders_signature(self.directory)
                 while not self._stop.is_set():
                     # debounce: wait for 50 ms of quiet (at most poll_ms) before reloading once
                     result = notify.watch(poll_ms, 50, poll_ms, self._stop)
@@ -236,9 +260,15 @@ class Publisher:
                     if folder_identity(self.directory) != identity:
                         log.info("content folder %s now names %s: watching it", self.directory, os.path.realpath(self.directory))
                         return
-                    if result != "timeout" or time.monotonic() - checked > SAFETY_NET_SECONDS:
+                    now = time.monotonic()
+                    if result != "timeout":
                         self.refresh()
-                        checked = time.monotonic()
+                    elif now - checked > SAFETY_NET_SECONDS:
+                        checked, seen_folders = now, folders_signature(self.directory)
+                        if seen_folders != folders or now - fully_checked > FULL_CHECK_SECONDS:
+                            self.refresh()
+                            fully_checked = now
+                        folders = seen_folders
                     self._watch_beat = time.monotonic()
 
         def loop() -> None:

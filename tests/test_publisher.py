@@ -165,9 +165,9 @@ def test_healthz_is_degraded_while_a_reload_is_stuck_and_recovers(content_dir, s
     released = threading.Event()
     real_build = publisher._build
 
-    def hung_build(seen):  # as a read from a hung network file system would
+    def hung_build(seen, scan):  # as a read from a hung network file system would
         released.wait(30)
-        return real_build(seen)
+        return real_build(seen, scan)
 
     monkeypatch.setattr(publisher, "_build", hung_build)
     try:
@@ -221,3 +221,19 @@ def test_a_missing_folder_is_reported_and_followed_again_when_it_returns(content
         assert client.get("/healthz").get_json()["status"] == "ok"
     finally:
         publisher.stop()
+
+
+def test_the_safety_net_sees_added_removed_and_renamed_files_without_statting_them(content_dir):
+    from feedsvc.publisher import folders_signature
+
+    before = folders_signature(content_dir)
+    path = content_dir / "posts" / "new-faces-proteas-announce-test-debutants.md"
+    path.write_text(path.read_text() + "\nOne more line.\n")  # in place: inotify's to report, not the net's
+    assert folders_signature(content_dir) == before
+    time.sleep(0.01)
+    path.rename(path.with_name("renamed.md"))
+    after_rename = folders_signature(content_dir)
+    assert after_rename != before
+    time.sleep(0.01)
+    write_entry(content_dir, "brand-new.md", NEW_POST)
+    assert folders_signature(content_dir) != after_rename
