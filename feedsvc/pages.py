@@ -1,4 +1,4 @@
-"""Pure HTML rendering: Content -> landing page, entry pages and the 404 page (Jinja, autoescaped)."""
+"""Pure HTML rendering: Content -> landing page, entry pages, HTML archives and the 404 page (Jinja, autoescaped)."""
 
 from __future__ import annotations
 
@@ -81,6 +81,33 @@ def render_entry(context: PageContext, entry: Entry) -> bytes:
     """Render the page of one entry."""
     site = context.content.site
     return _render("entry.html", context, entry=entry, entry_url=site.url(entry.path), section=site.section(entry.section))
+
+
+@dataclass(frozen=True)
+class ArchiveMonth:
+    """One month of an HTML archive: its label, absolute URL and number of entries."""
+
+    label: str
+    url: str
+    count: int
+
+
+def render_archive_index(
+    context: PageContext, heading: str, noun: str, months: tuple[ArchiveMonth, ...], others: tuple[tuple[str, str], ...]
+) -> bytes:
+    """Render an HTML archive's index: every month, newest first, grouped by year."""
+    years: dict[str, list[ArchiveMonth]] = {}
+    for month in months:
+        years.setdefault(month.label.rsplit(" ", 1)[1], []).append(month)
+    total = sum(month.count for month in months)
+    return _render("archive_index.html", context, heading=heading, noun=noun, years=list(years.items()), total=total, others=others)
+
+
+def render_archive_month(
+    context: PageContext, heading: str, entries: tuple[Entry, ...], index_url: str, newer: ArchiveMonth | None, older: ArchiveMonth | None
+) -> bytes:
+    """Render one month of an HTML archive: its entries, newest first, with links to the months around it."""
+    return _render("archive_month.html", context, heading=heading, entries=entries, index_url=index_url, newer=newer, older=older)
 
 
 def render_not_found(context: PageContext) -> bytes:

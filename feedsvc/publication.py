@@ -6,19 +6,30 @@ The same Publication backs the live service and the static export, so they serve
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import cache
 from importlib import resources
 
 from .content import ContentError, Problem, shorten
 from .feeds import ATOM_TYPE, JSON_FEED_TYPE, RSS_TYPE, FeedSpec, render_json_feed, render_xml_feeds, site_feeds
 from .models import Content, Entry
-from .pages import FeedLink, page_context, render_entry, render_index, render_not_found
+from .pages import (
+    ArchiveMonth,
+    FeedLink,
+    PageContext,
+    page_context,
+    render_archive_index,
+    render_archive_month,
+    render_entry,
+    render_index,
+    render_not_found,
+)
 from .representation import FEED_CACHE, FEED_HEADERS, HTML_SECURITY_HEADERS, IMMUTABLE_CACHE, Representation, build_representation
 from .store import StaleBuildError
 
@@ -100,6 +111,7 @@ class Publication:
     pages: Mapping[str, Entry] = field(default_factory=dict)  # every entry page's path -> its entry
     render_page: Callable[[Entry], Representation] | None = None
     rendered: RenderedCache = field(default_factory=RenderedCache)
+    renderers: Mapping[str, Callable[[], Representation]] = field(default_factory=dict)  # other documents rendered on request
 
     @property
     def version(self) -> str:
@@ -121,6 +133,8 @@ class Publication:
             rendered = _feed_documents(self.feed_specs[path])
         elif path in self.pages and self.render_page is not None:
             rendered = {path: self.render_page(self.pages[path])}
+        elif path in self.renderers:
+            rendered = {path: self.renderers[path]()}
         else:
             return None
         # a newer version is served elsewhere (this worker has not switched yet): no Last-Modified rather than a wrong one
@@ -131,11 +145,11 @@ class Publication:
 
     def exists(self, path: str) -> bool:
         """Tell whether a document is published at ``path``, rendered yet or not."""
-        return path in self.documents or path in self.pages or path in self.feed_specs
+        return path in self.documents or path in self.pages or path in self.feed_specs or path in self.renderers
 
     def paths(self) -> set[str]:
         """Return the path of every document, rendered yet or not."""
-        return self.documents.keys() | self.feed_specs.keys() | self.pages.keys()
+        return self.documents.keys() | self.feed_specs.keys() | self.pages.keys() | self.renderers.keys()
 
 
 @cache  # packaged files: read, hash and compress once per process, not per content version
@@ -184,6 +198,41 @@ def _feed_links(spec: FeedSpec, title: str) -> tuple[FeedLink, ...]:
 
 def _feed_paths(spec: FeedSpec) -> list[str]:
     return [f"{spec.path_prefix}/{filename}" for filename, *_ in FEED_FORMATS]
+
+
+def _html_archives(
+    content: Content, context: PageContext, page: Callable[[bytes], Representation]
+) -> tuple[dict[str, Representation], dict[str, Callable[[], Representation]]]:
+    """The HTML archives of the site and of each section: an index of months, then a page per month.
+
+    Months are UTC months, like the feed archives' days, so a page's URL and entries never depend
+    on the server's zone; an entry's month is fixed by its own date. Indexes are small and
+    rendered with the version; month pages (hundreds of entries each) on request.
+    """
+    site = content.site
+    scopes = [("", "Archive", "story", content.entries, "All sections")]
+    scopes += [(f"/{s.key}", f"{s.title}: archive", "post", content.in_section(s.key), s.title) for s in site.sections]
+    indexes: dict[str, Representation] = {}
+    months_of: dict[str, Callable[[], Representation]] = {}
+    for prefix, heading, noun, entries, _ in scopes:
+        by_month: dict[str, list] = {}
+        for entry in entries:  # newest first, so are the months
+            by_month.setdefault(entry.published.astimezone(UTC).strftime("%Y-%m"), []).append(entry)
+        index_url = site.url(f"{prefix}/archive/")
+        months = tuple(
+            ArchiveMonth(datetime.strptime(key, "%Y-%m").strftime("%B %Y"), site.url(f"{prefix}/archive/{key}/"), len(found))
+            for key, found in by_month.items()
+        )
+        others = tuple((label, site.url(f"{other}/archive/")) for other, _, _, _, label in scopes if other != prefix)
+        indexes[f"{prefix}/archive/"] = page(render_archive_index(context, heading, noun, months, others))
+        for number, (key, found) in enumerate(by_month.items()):
+            newer = months[number - 1] if number else None
+            older = months[number + 1] if number + 1 < len(months) else None
+            month_heading = f"{heading}: {months[number].label}"
+            months_of[f"{prefix}/archive/{key}/"] = functools.partial(
+                lambda *args: page(render_archive_month(context, *args)), month_heading, tuple(found), index_url, newer, older
+            )
+    return indexes, months_of
 
 
 def build_publication(
@@ -249,6 +298,8 @@ def build_publication(
             documents[entry.path] = reused or render_page(entry)
         elif reused is not None:
             rendered.update({entry.path: reused})
+    archive_indexes, archive_months = _html_archives(content, context, page)
+    documents.update(archive_indexes)
     documents.update(assets.values())
     # never cached: a path that is missing now may be published in a minute
     not_found = build_representation(
@@ -256,5 +307,15 @@ def build_publication(
     )
     subscription_paths = tuple(path for spec in subscriptions.values() for path in _feed_paths(spec))
     return Publication(
-        content, _stamped(documents, stamp), not_found, subscription_paths, feed_specs, page_key, stamp, pages, render_page, rendered
+        content,
+        _stamped(documents, stamp),
+        not_found,
+        subscription_paths,
+        feed_specs,
+        page_key,
+        stamp,
+        pages,
+        render_page,
+        rendered,
+        archive_months,
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC
 
 import feedparser
 import pytest
@@ -220,3 +221,50 @@ def test_a_reload_reuses_everything_an_edit_did_not_touch(tmp_path):
     assert b"story number three" in new.documents["/posts/post-00003/"].identity.body
     assert new.cached("/archive/2025-07-05/feed.xml") is old.cached("/archive/2025-07-05/feed.xml")  # another day: untouched
     assert new.document("/feed.xml").identity.etag != old.document("/feed.xml").identity.etag  # post 3 is among the newest 20
+
+
+def _links(html: bytes, base: str) -> list[str]:
+    import lxml.html
+
+    return [href[len(base) :] for href in lxml.html.fromstring(html).xpath("//main//a/@href") if href.startswith(base)]
+
+
+def test_every_entry_is_reachable_in_html_through_stable_month_pages(tmp_path):
+    directory = generate(tmp_path / "content", 450)
+    app = create_app({"CONTENT_DIR": str(directory), "STATE_DIR": str(tmp_path / "state"), "RELOAD_INTERVAL": 0})
+    client = app.test_client()
+    content = app.extensions["feedsvc"].current.content
+    base = content.site.base_url
+    landing = client.get("/").data
+    assert "/archive/" in _links(landing, base)  # one click from the landing page
+    for prefix, expected in [("", content.entries)] + [(f"/{s.key}", content.in_section(s.key)) for s in content.site.sections]:
+        index = client.get(f"{prefix}/archive/")
+        assert index.status_code == 200
+        months = [link for link in _links(index.data, base) if link.startswith(f"{prefix}/archive/") and link != f"{prefix}/archive/"]
+        assert months == sorted(months, reverse=True) and len(set(months)) == len(months)  # newest first, each once
+        found = []
+        for month in months:
+            page = client.get(month)
+            assert page.status_code == 200
+            found += [link for link in _links(page.data, base) if link.startswith("/posts/")]
+        assert found == [entry.path for entry in expected]  # every entry exactly once, newest first
+    # the oldest story: landing page -> archive -> its month -> the story
+    oldest = content.entries[-1]
+    month_path = f"/archive/{oldest.published.astimezone(UTC).strftime('%Y-%m')}/"
+    assert month_path in _links(client.get("/archive/").data, base)
+    assert oldest.path in _links(client.get(month_path).data, base)
+
+
+def test_month_pages_link_to_the_months_around_them_and_are_exported(tmp_path):
+    directory = generate(tmp_path / "content", 5_000)  # ten minutes apart: about five weeks
+    app = create_app({"CONTENT_DIR": str(directory), "STATE_DIR": str(tmp_path / "state"), "RELOAD_INTERVAL": 0})
+    publication = app.extensions["feedsvc"].current
+    months = sorted(path for path in publication.paths() if path.startswith("/archive/") and path.endswith("/") and path != "/archive/")
+    assert len(months) >= 2
+    assert all(publication.cached(path) is None for path in months)  # rendered on request
+    import lxml.html
+
+    middle = lxml.html.fromstring(app.test_client().get(months[1]).data)
+    assert middle.xpath("//a[@rel='prev']/@href")[0].endswith(months[0])
+    if len(months) > 2:
+        assert middle.xpath("//a[@rel='next']/@href")[0].endswith(months[2])

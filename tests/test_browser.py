@@ -96,8 +96,8 @@ def slug_of(path: str) -> str:
 @pytest.mark.parametrize("width", WIDTHS)
 def test_every_page_loads_cleanly_without_horizontal_scrolling(browser, site, width):
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    paths = ["/", *entry_paths(site)]
-    assert len(paths) == 12
+    paths = ["/", *entry_paths(site), "/archive/", "/archive/2025-07/", "/latest/archive/"]
+    assert len(paths) == 15
     for path, status in [*((p, 200) for p in paths), ("/no-such-page", 404)]:
         context, page, problems = visit(browser, site + path, width, expected_status=status)
         try:
@@ -147,7 +147,7 @@ def test_keyboard_focus_is_visible(browser, site):
 @pytest.mark.parametrize("width", WIDTHS)
 def test_axe_finds_no_serious_or_critical_violations(browser, site, color_scheme, width):
     require(AXE.exists(), f"{AXE} is missing (npm ci --prefix tests/browser)")
-    for path in ["/", *entry_paths(site)[:2], "/no-such-page"]:
+    for path in ["/", *entry_paths(site)[:2], "/archive/", "/archive/2025-07/", "/no-such-page"]:
         # axe is injected as a script, which the pages' own CSP rightly forbids: bypass it for the audit
         context, page, _ = visit(
             browser, site + path, width, color_scheme=color_scheme, expected_status=404 if path == "/no-such-page" else 200, bypass_csp=True
