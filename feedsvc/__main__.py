@@ -7,6 +7,7 @@ import contextlib
 import os
 import resource
 import sys
+import time
 from pathlib import Path
 
 from .config import ConfigError, config_from_env, site_overrides
@@ -24,6 +25,33 @@ def _say(message: str, stream=None) -> None:
         print(message, file=stream or sys.stdout, flush=True)
 
 
+class Progress:
+    """Report work that takes more than 2 s on stderr: a line that updates itself on a terminal, a line every 10 s otherwise."""
+
+    def __init__(self, what: str):
+        self.what = what
+        self.started = time.monotonic()
+        self.shown = 0.0
+        self.terminal = sys.stderr.isatty()
+
+    def __call__(self, done: int, total: int) -> None:
+        now = time.monotonic()
+        if now - self.started < 2 and not self.shown:
+            return  # quick work says nothing
+        if done < total and now - self.shown < (0.2 if self.terminal else 10):
+            return
+        self.shown = now
+        elapsed = now - self.started
+        left = elapsed / done * (total - done) if done else 0
+        line = f"{self.what}: {done:,}/{total:,} ({100 * done // max(1, total)}%), {elapsed:.0f} s, about {left:.0f} s left"
+        if self.terminal:
+            with contextlib.suppress(OSError, ValueError):
+                sys.stderr.write("\r" + line + ("\n" if done >= total else ""))
+                sys.stderr.flush()
+        else:
+            _say(line, sys.stderr)
+
+
 def _load(directory: str, store: Store | None = None, render_all: bool = True, cache: Store | None = None) -> Publication | None:
     """Load, validate and render content exactly as the service does, printing every problem; None when there are any.
 
@@ -34,7 +62,9 @@ def _load(directory: str, store: Store | None = None, render_all: bool = True, c
     """
     try:
         config = config_from_env()
-        content = load_content(directory, site_overrides(config), cache=store or cache, processes=os.cpu_count() or 1)
+        content = load_content(
+            directory, site_overrides(config), cache=store or cache, processes=os.cpu_count() or 1, progress=Progress("parsing new files")
+        )
         stamp = None if store is None else lambda etags: store.last_modified(etags, content.version, lambda: True)
         publication = build_publication(content, config.get("HUB_URL"), stamp=stamp)
         if render_all:
@@ -184,10 +214,14 @@ def build(args: argparse.Namespace) -> int:
     except (ConfigError, StateError) as error:
         print(f"environment: {error}", file=sys.stderr)
         return 1
-    publication = _load(args.content, store)
+    publication = _load(args.content, store, render_all=False)  # the export renders every document, once
     if publication is None:
         return 1  # nothing written: a previous export stays as it was
-    count = export_publication(publication, args.out)
+    try:
+        count = export_publication(publication, args.out, Progress("writing documents"))
+    except ContentError as error:  # a document that cannot be rendered: named, and the previous export kept
+        _report(args.content, error.problems)
+        return 1
     content = publication.content
     print(f"{args.out}: {count} documents from {len(content.entries)} entries (version {content.version})")
     hub_url = config.get("HUB_URL")

@@ -729,14 +729,31 @@ def _parse_files(site: Site, items: list[tuple[str, bytes, str]]) -> list[tuple[
     return results
 
 
-def _parse_all(site: Site, items: list[tuple[str, bytes, str]], processes: int) -> list[tuple[Entry | None, list[Problem]]]:
+Progress = Callable[[int, int], None]  # (files done, files in all): long loads report as they go
+
+
+def _parse_all(
+    site: Site, items: list[tuple[str, bytes, str]], processes: int, progress: Progress | None = None
+) -> list[tuple[Entry | None, list[Problem]]]:
     """Parse on ``processes`` processes when there is enough to share (forked: call only where no threads run)."""
-    if processes < 2 or len(items) < PARALLEL_FROM:
-        return _parse_files(site, items)
-    chunk = max(200, len(items) // (processes * 8))
+    chunk = max(200, len(items) // (max(1, processes) * 20))
     chunks = [items[start : start + chunk] for start in range(0, len(items), chunk)]
-    with ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("fork")) as pool:
-        return [result for part in pool.map(_parse_files, [site] * len(chunks), chunks) for result in part]
+    results: list[tuple[Entry | None, list[Problem]]] = []
+    if processes < 2 or len(items) < PARALLEL_FROM:
+        parts = (_parse_files(site, part) for part in chunks)
+        pool = None
+    else:  # the executor pickles a chunk only when a process is ready for it: the bytes are not all copied at once
+        pool = ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("fork"))
+        parts = pool.map(_parse_files, [site] * len(chunks), chunks)
+    try:
+        for part in parts:
+            results.extend(part)
+            if progress is not None:
+                progress(len(results), len(items))
+    finally:
+        if pool is not None:
+            pool.shutdown()
+    return results
 
 
 def load_content(
@@ -746,6 +763,7 @@ def load_content(
     cache: ParseCache | None = None,
     processes: int = 1,
     scan: FolderScan | None = None,
+    progress: Progress | None = None,
 ) -> Content:
     """Load and validate a whole content folder, or raise ContentError listing every problem.
 
@@ -807,7 +825,7 @@ def load_content(
             seen_files[name] = (file.size, file.mtime_ns, hashlib.sha256(name.encode() + b"\0" + raw).hexdigest())
             keys[name] = f"{seen_files[name][2]}:{site_digest}"
         to_parse.append((name, raws[name], seen_files[name][2]))
-    parse_results = dict(zip((item[0] for item in to_parse), _parse_all(site, to_parse, processes), strict=True))
+    parse_results = dict(zip((item[0] for item in to_parse), _parse_all(site, to_parse, processes, progress), strict=True))
 
     entries = []
     this_load: dict = {}

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from .publication import Publication
@@ -54,18 +55,21 @@ def _switch(link: Path, target: Path) -> None:
         shutil.rmtree(previous, ignore_errors=True)
 
 
-def export_publication(publication: Publication, destination: str | Path) -> int:
+def export_publication(publication: Publication, destination: str | Path, progress: Callable[[int, int], None] | None = None) -> int:
     """Write every document into ``destination`` (a symlink to the export), switching it only once complete.
 
     Returns the number of documents written. A failure leaves any previous export untouched.
+    Each document is rendered here once (most are rendered on request in the service).
     """
     destination = Path(destination).absolute()
     destination.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{destination.name}.{publication.version}-", dir=destination.parent))
     try:
         paths = sorted(publication.paths())
-        for path in paths:
+        for done, path in enumerate(paths, start=1):
             _write(staging, file_for(path), publication.document(path))
+            if progress is not None and done % 500 == 0:
+                progress(done, len(paths))
         _write(staging, NOT_FOUND_FILE, publication.not_found)
         staging.chmod(0o755)
         _switch(destination, staging)

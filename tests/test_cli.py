@@ -29,7 +29,7 @@ def _run(*args, env=None, timeout=60):
 def test_check_accepts_the_bundled_content():
     result = _run("check")
     assert result.returncode == 0
-    assert "11 entries, 26 documents, no problems" in result.stdout
+    assert "11 entries, 34 documents, no problems" in result.stdout  # 26 + 8 HTML archive pages
 
 
 def test_check_lists_every_problem_as_file_field_message(content_dir):
@@ -144,3 +144,19 @@ def test_check_renders_like_serve_and_names_the_file_that_fails(content_dir, fai
     assert main(["check", "--content", str(content_dir)]) == 1
     stderr = capsys.readouterr().err
     assert f"{content_dir}/posts/new-faces-proteas-announce-test-debutants.md: file: cannot be rendered: OverflowError" in stderr
+
+
+def test_long_work_reports_progress_with_an_estimate(capsys):
+    from feedsvc.__main__ import Progress
+
+    progress = Progress("parsing new files")
+    progress(10, 100)  # under 2 s: quick work says nothing
+    assert capsys.readouterr().err == ""
+    progress.started -= 5  # as if it had been running for 5 s
+    progress(10, 100)
+    line = capsys.readouterr().err
+    assert line.startswith("parsing new files: 10/100 (10%), 5 s, about 45 s left")
+    progress(20, 100)  # not a terminal: at most a line every 10 s
+    assert capsys.readouterr().err == ""
+    progress(100, 100)  # but always the last one
+    assert "100/100 (100%)" in capsys.readouterr().err
