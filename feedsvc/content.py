@@ -607,7 +607,12 @@ def read_limited(path: Path, name: str, limit: int, problems: list[Problem]) -> 
         info = os.fstat(descriptor)
         problem = _file_problem(name, info.st_mode)
         if problem is None and info.st_size <= limit:
-            data = file.read(limit + 1)
+            # ask for the size stat gave (plus one byte, to see growth), never for `limit`: a read
+            # of 1 MiB allocates 1 MiB (a mapping of its own) before shrinking to the file, and
+            # 100,000 such leftovers exhaust the kernel's 65,530 mappings per process
+            data = file.read(info.st_size + 1)
+            if len(data) > info.st_size:  # grown since stat: read on, up to the limit
+                data += file.read(limit + 1 - len(data))
             if len(data) <= limit:
                 return data
         if problem is None:
