@@ -32,7 +32,10 @@ class Progress:
         self.what = what
         self.started = time.monotonic()
         self.shown = 0.0
-        self.terminal = sys.stderr.isatty()
+        try:
+            self.terminal = sys.stderr.isatty()
+        except (AttributeError, OSError, ValueError):  # stderr closed (None) or unusable: plain lines, dropped
+            self.terminal = False
 
     def __call__(self, done: int, total: int) -> None:
         now = time.monotonic()
