@@ -41,3 +41,31 @@ def test_benchmark_reports_every_figure_and_no_errors(tmp_path):
     for server in ("service", "bare", "nginx"):
         assert all(run["errors"] == 0 for run in report["results"][server].values())
     assert "ratios service / ceiling" in result.stdout
+
+
+def test_scale_benchmark_smoke_run_reports_every_serving_figure(tmp_path):
+    """A small archive through bench/scale.py: every figure of the table is measured (Hugo's only if installed)."""
+    require(shutil.which("wrk") is not None, "wrk is not installed (apt-get install wrk)")
+    report_path = tmp_path / "scale.json"
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.scale", "--entries", "1500", "--no-build", "--idle-seconds", "2", "--json", str(report_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    figures = json.loads(report_path.read_text())
+    for name in (
+        "cold start",
+        "warm restart",
+        "edit -> served (newest)",
+        "edit -> served (oldest)",
+        "idle CPU",
+        "memory (PSS, all processes)",
+        "first request p99 (entry + archive pages)",
+        "/feed.xml throughput",
+    ):
+        assert figures[name] > 0 or name == "idle CPU", name
+    assert figures["pages not found"] == 0  # every sampled old entry page and archive document answered
+    assert "cold start" in result.stdout
