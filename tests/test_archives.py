@@ -268,3 +268,21 @@ def test_month_pages_link_to_the_months_around_them_and_are_exported(tmp_path):
     assert middle.xpath("//a[@rel='prev']/@href")[0].endswith(months[0])
     if len(months) > 2:
         assert middle.xpath("//a[@rel='next']/@href")[0].endswith(months[2])
+
+
+def test_two_nodes_with_different_paths_and_state_serve_identical_bytes_and_etags(tmp_path):
+    import shutil
+
+    first = generate(tmp_path / "node-a" / "site", 450)
+    second = tmp_path / "elsewhere" / "checkout"
+    shutil.copytree(first, second)
+    apps = [
+        create_app({"CONTENT_DIR": str(folder), "STATE_DIR": str(tmp_path / f"state-{n}"), "RELOAD_INTERVAL": 0})
+        for n, folder in enumerate((first, second))
+    ]
+    publications = [app.extensions["feedsvc"].current for app in apps]
+    assert publications[0].paths() == publications[1].paths()
+    for path in sorted(publications[0].paths()):
+        a, b = (publication.document(path) for publication in publications)
+        assert a.body == b.body and a.etag == b.etag, path
+        assert (a.gzip_body is None) == (b.gzip_body is None) and a.gzip_body == b.gzip_body, path
