@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
+import json
 import os
 import resource
 import sys
@@ -15,6 +17,7 @@ from .content import SITE_DEFAULTS, ContentError, Problem, load_content, shorten
 from .export import export_publication
 from .nginx import static_site_config
 from .publication import Publication, build_publication
+from .publisher import fingerprint
 from .store import StateError, Store, default_state_dir
 from .websub import HubNotifier
 
@@ -174,6 +177,28 @@ def granian_command(args: argparse.Namespace, max_connections: int) -> list[str]
     ]  # fmt: skip
 
 
+CHECKED_SETTING = "serve: content checked"
+
+
+def _check_key(directory: str) -> str:
+    """What a check of the content depends on: the folder (which one, its files' names, sizes and mtimes) and the configuration."""
+    config = {key: value for key, value in config_from_env().items() if key != "CLOCK"}
+    return hashlib.sha256(repr((fingerprint(Path(directory)), sorted(config.items()))).encode()).hexdigest()
+
+
+def _checked_before(store: Store, directory: str) -> dict | None:
+    """The result of the last successful start's check, if the folder and configuration are as they were then.
+
+    A restart on unchanged content then starts the workers at once (they validate what they load;
+    the check is what refuses to start on a broken folder, and a broken folder has changed).
+    """
+    remembered = store.setting(CHECKED_SETTING)
+    if remembered is None:
+        return None
+    checked = json.loads(remembered)
+    return checked if checked.get("key") == _check_key(directory) else None
+
+
 def serve(args: argparse.Namespace) -> int:
     """Run the production server (granian, WSGI) on validated content."""
     _keep_standard_streams_open()
@@ -193,16 +218,24 @@ def serve(args: argparse.Namespace) -> int:
             sys.stderr,
         )
         return 1
-    # parsed on every core into the store, where the workers find it: they start without parsing
-    publication = _load(args.content, render_all=False, cache=store)  # the workers render the rest on request
-    if publication is None:
-        return 1  # refuse to start: the messages above say what to fix
-    content = publication.content
-    if content.site.base_url == SITE_DEFAULTS["base_url"] and args.port != 8000:
+    checked = _checked_before(store, args.content)
+    if checked is not None:
+        _say(f"{args.content}: unchanged since the last start's check (same files, sizes, times and settings)")
+    else:
+        # parsed on every core into the store, where the workers find it: they start without parsing
+        publication = _load(args.content, render_all=False, cache=store)  # the workers render the rest on request
+        if publication is None:
+            return 1  # refuse to start: the messages above say what to fix
+        checked = {
+            "entries": len(publication.content.entries),
+            "default_base_url": publication.content.site.base_url == SITE_DEFAULTS["base_url"],
+        }
+        store.remember(CHECKED_SETTING, json.dumps({"key": _check_key(args.content), **checked}))
+    if checked["default_base_url"] and args.port != 8000:
         # nobody configured a public URL: make links point at this local server
         os.environ["FEEDSVC_BASE_URL"] = f"http://127.0.0.1:{args.port}"
     _say(
-        f"feedsvc: serving {len(content.entries)} entries on http://{args.host}:{args.port}/ with {args.workers} worker(s), "
+        f"feedsvc: serving {checked['entries']} entries on http://{args.host}:{args.port}/ with {args.workers} worker(s), "
         f"up to {max_connections} connections each, idle timeout {args.timeout:g} s, HTTP/2 {'on' if args.http2 else 'off'}"
     )
     os.execv(sys.executable, granian_command(args, max_connections))

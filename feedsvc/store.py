@@ -222,6 +222,16 @@ class Store:
         with self._transaction() as db:
             db.execute("DELETE FROM workers WHERE token = ?", (token,))
 
+    def setting(self, key: str) -> str | None:
+        """Return a remembered value (None when there is none)."""
+        row = self._connection().execute("SELECT value FROM settings WHERE key = ?", (key,)).fetchone()
+        return None if row is None else row[0]
+
+    def remember(self, key: str, value: str) -> None:
+        """Remember a value under ``key``."""
+        with self._transaction() as db:
+            db.execute("INSERT OR REPLACE INTO settings (key, value) VALUES (?, ?)", (key, value))
+
     # --- the loader's cache (content.ParseCache) -------------------------------------------------
 
     def file_digests(self) -> dict[str, tuple[int, int, str]]:

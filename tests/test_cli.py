@@ -160,3 +160,25 @@ def test_long_work_reports_progress_with_an_estimate(capsys):
     assert capsys.readouterr().err == ""
     progress(100, 100)  # but always the last one
     assert "100/100 (100%)" in capsys.readouterr().err
+
+
+def test_a_restart_on_unchanged_content_skips_the_check_and_a_changed_folder_is_checked_again(content_dir, tmp_path):
+
+    env = {"FEEDSVC_STATE_DIR": str(tmp_path / "state")}
+    for attempt in ("first start", "restart"):
+        with running_service(content_dir, tmp_path, env=env):
+            pass
+        log = sorted(tmp_path.glob("serve-*.log"), key=lambda path: path.stat().st_mtime)[-1].read_text()
+        assert ("unchanged since the last start's check" in log) == (attempt == "restart"), (attempt, log)
+        assert "serving 11 entries" in log
+    write_entry(content_dir, "broken.md", "title: no id")  # the folder changed: checked again, and refused
+    result = subprocess.run(
+        [sys.executable, "-m", "feedsvc", "serve", "--port", "1", "--content", str(content_dir)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, **env},
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert "posts/broken.md: id: is missing" in result.stderr
