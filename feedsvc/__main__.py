@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from .config import ConfigError, config_from_env, site_overrides
-from .content import SITE_DEFAULTS, ContentError, Problem, load_content, shorten
+from .content import SITE_DEFAULTS, ContentError, FolderScan, Problem, load_content, scan_folder, shorten
 from .export import export_publication
 from .nginx import static_site_config
 from .publication import Publication, build_publication
@@ -58,7 +58,9 @@ class Progress:
             _say(line, sys.stderr)
 
 
-def _load(directory: str, store: Store | None = None, render_all: bool = True, cache: Store | None = None) -> Publication | None:
+def _load(
+    directory: str, store: Store | None = None, render_all: bool = True, cache: Store | None = None, scan: FolderScan | None = None
+) -> Publication | None:
     """Load, validate and render content exactly as the service does, printing every problem; None when there are any.
 
     With ``render_all`` every document is rendered, entry and archive pages too, so whatever
@@ -69,7 +71,12 @@ def _load(directory: str, store: Store | None = None, render_all: bool = True, c
     try:
         config = config_from_env()
         content = load_content(
-            directory, site_overrides(config), cache=store or cache, processes=os.cpu_count() or 1, progress=Progress("parsing new files")
+            directory,
+            site_overrides(config),
+            cache=store or cache,
+            processes=os.cpu_count() or 1,
+            scan=scan,
+            progress=Progress("parsing new files"),
         )
         stamp = None if store is None else lambda etags: store.last_modified(etags, content.version, lambda: True)
         publication = build_publication(content, config.get("HUB_URL"), stamp=stamp)
@@ -180,23 +187,25 @@ def granian_command(args: argparse.Namespace, max_connections: int) -> list[str]
 CHECKED_SETTING = "serve: content checked"
 
 
-def _check_key(directory: str) -> str:
-    """What a check of the content depends on: the folder (which one, its files' names, sizes and mtimes) and the configuration."""
+def _check_key(directory: str, scan: FolderScan) -> str:
+    """What a check of the content depends on: the folder (which one, its files' names, sizes and mtimes) and the configuration.
+
+    Made from the scan the check loads: a file changed after it has another mtime, so a key never
+    describes bytes the check did not see.
+    """
     config = {key: value for key, value in config_from_env().items() if key != "CLOCK"}
-    return hashlib.sha256(repr((fingerprint(Path(directory)), sorted(config.items()))).encode()).hexdigest()
+    return hashlib.sha256(repr((fingerprint(Path(directory), scan), sorted(config.items()))).encode()).hexdigest()
 
 
-def _checked_before(store: Store, directory: str) -> dict | None:
+def _checked_before(store: Store, key: str) -> dict | None:
     """The result of the last successful start's check, if the folder and configuration are as they were then.
 
     A restart on unchanged content then starts the workers at once (they validate what they load;
     the check is what refuses to start on a broken folder, and a broken folder has changed).
     """
     remembered = store.setting(CHECKED_SETTING)
-    if remembered is None:
-        return None
-    checked = json.loads(remembered)
-    return checked if checked.get("key") == _check_key(directory) else None
+    checked = None if remembered is None else json.loads(remembered)
+    return checked if checked is not None and checked.get("key") == key else None
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -218,19 +227,21 @@ def serve(args: argparse.Namespace) -> int:
             sys.stderr,
         )
         return 1
-    checked = _checked_before(store, args.content)
+    scan = scan_folder(Path(args.content))
+    key = _check_key(args.content, scan)
+    checked = _checked_before(store, key)
     if checked is not None:
         _say(f"{args.content}: unchanged since the last start's check (same files, sizes, times and settings)")
     else:
         # parsed on every core into the store, where the workers find it: they start without parsing
-        publication = _load(args.content, render_all=False, cache=store)  # the workers render the rest on request
+        publication = _load(args.content, render_all=False, cache=store, scan=scan)  # the workers render the rest on request
         if publication is None:
             return 1  # refuse to start: the messages above say what to fix
         checked = {
             "entries": len(publication.content.entries),
             "default_base_url": publication.content.site.base_url == SITE_DEFAULTS["base_url"],
         }
-        store.remember(CHECKED_SETTING, json.dumps({"key": _check_key(args.content), **checked}))
+        store.remember(CHECKED_SETTING, json.dumps({"key": key, **checked}))
     if checked["default_base_url"] and args.port != 8000:
         # nobody configured a public URL: make links point at this local server
         os.environ["FEEDSVC_BASE_URL"] = f"http://127.0.0.1:{args.port}"

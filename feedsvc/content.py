@@ -794,55 +794,48 @@ def load_content(
     site_digest = digest.hexdigest()  # the site file and its overrides: what every entry's parse also depends on
 
     known = cache.file_digests() if cache is not None else {}
-    seen_files: dict[str, tuple[int, int, str]] = {}
+    seen_files: dict[str, tuple[int, int, str]] = {}  # name -> (size, mtime_ns, digest) of each readable file
     raws: dict[str, bytes] = {}
     read_problems: dict[str, list[Problem]] = {}
+
+    def read(file: ContentFile) -> None:
+        raw = read_limited(file.path, file.name, site.max_file_size, read_problems.setdefault(file.name, []))
+        if raw is None:
+            seen_files.pop(file.name, None)
+            return
+        raws[file.name] = raw
+        seen_files[file.name] = (file.size, file.mtime_ns, hashlib.sha256(file.name.encode() + b"\0" + raw).hexdigest())
+
     files = [file for file in scan.files if file.name != SITE_FILE]
     for file in files:
         earlier = known.get(file.name)
         if earlier is not None and earlier[:2] == (file.size, file.mtime_ns) and file.size <= site.max_file_size:
-            seen_files[file.name] = earlier
-            continue
-        file_problems: list[Problem] = []
-        raw = read_limited(file.path, file.name, site.max_file_size, file_problems)
-        if raw is None:
-            read_problems[file.name] = file_problems
-            continue
-        raws[file.name] = raw
-        seen_files[file.name] = (file.size, file.mtime_ns, hashlib.sha256(file.name.encode() + b"\0" + raw).hexdigest())
+            seen_files[file.name] = earlier  # unchanged since a load that recorded it: not even read
+        else:
+            read(file)
 
-    keys = {name: f"{value[2]}:{site_digest}" for name, value in seen_files.items()}
-    found = {key: parsed[key] for key in keys.values() if parsed is not None and key in parsed}
+    def key_of(name: str) -> str:
+        return f"{seen_files[name][2]}:{site_digest}"
+
+    keys = [key_of(name) for name in seen_files]
+    found = {key: parsed[key] for key in keys if parsed is not None and key in parsed}
     if cache is not None:
-        found.update(cache.parsed_entries(key for key in keys.values() if key not in found))
-    to_parse = []
-    by_name = {file.name: file for file in files}
-    for name, key in list(keys.items()):
-        if key in found:
-            continue
-        if name not in raws:  # known digest, no parse cached (the site file changed, say): read it now
-            file = by_name[name]
-            raw = read_limited(file.path, name, site.max_file_size, read_problems.setdefault(name, []))
-            if raw is None:
-                del seen_files[name]
-                continue
-            raws[name] = raw
-            seen_files[name] = (file.size, file.mtime_ns, hashlib.sha256(name.encode() + b"\0" + raw).hexdigest())
-            keys[name] = f"{seen_files[name][2]}:{site_digest}"
-        to_parse.append((name, raws[name], seen_files[name][2]))
+        found.update(cache.parsed_entries(key for key in keys if key not in found))
+    for file in files:
+        if file.name in seen_files and file.name not in raws and key_of(file.name) not in found:
+            read(file)  # known digest, no parse cached (the site file changed, say): read it now
+    to_parse = [(name, raws[name], seen_files[name][2]) for name in seen_files if key_of(name) not in found]
     parse_results = dict(zip((item[0] for item in to_parse), _parse_all(site, to_parse, processes, progress), strict=True))
 
-    entries = []
-    this_load: dict = {}
+    this_load: dict = {}  # key -> entry, in file order
     new_entries: dict = {}
     for file in files:
         name = file.name
         problems.extend(read_problems.get(name, ()))
         if name not in seen_files:
             continue
-        file_digest = seen_files[name][2]
-        digest.update(file_digest.encode())
-        key = keys[name]
+        digest.update(seen_files[name][2].encode())
+        key = key_of(name)
         entry = found.get(key)
         if name in parse_results:
             entry, entry_problems = parse_results[name]
@@ -850,18 +843,16 @@ def load_content(
             if entry is not None:
                 new_entries[key] = entry
         if entry is not None:
-            entries.append(entry)
             this_load[key] = entry
-    _check_unique(entries, problems)
-    if cache is not None and (new_entries or any(known.get(name) != value for name, value in seen_files.items())):
-        changed_files = {name: value for name, value in seen_files.items() if known.get(name) != value}
+    _check_unique(list(this_load.values()), problems)
+    changed_files = {name: value for name, value in seen_files.items() if known.get(name) != value}
+    if cache is not None and (new_entries or changed_files):
         stored = cache.remember_parse(changed_files, new_entries, set(this_load))
         # from now on the bodies live in the cache, not in this process
-        entries = [stored.get(key, entry) for key, entry in zip(this_load, entries, strict=True)]
         this_load = {key: stored.get(key, entry) for key, entry in this_load.items()}
     if parsed is not None:
         parsed.clear()
         parsed.update(this_load)
     if problems:
         raise ContentError(problems)
-    return Content(site=site, entries=sort_newest_first(entries), version=digest.hexdigest()[:16])
+    return Content(site=site, entries=sort_newest_first(this_load.values()), version=digest.hexdigest()[:16])

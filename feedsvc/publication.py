@@ -214,6 +214,10 @@ def _html_archives(
     scopes += [(f"/{s.key}", f"{s.title}: archive", "post", content.in_section(s.key), s.title) for s in site.sections]
     indexes: dict[str, Representation] = {}
     months_of: dict[str, Callable[[], Representation]] = {}
+
+    def month_page(*args) -> Representation:
+        return page(render_archive_month(context, *args))
+
     for prefix, heading, noun, entries, _ in scopes:
         by_month: dict[str, list] = {}
         for entry in entries:  # newest first, so are the months
@@ -229,9 +233,7 @@ def _html_archives(
             newer = months[number - 1] if number else None
             older = months[number + 1] if number + 1 < len(months) else None
             month_heading = f"{heading}: {months[number].label}"
-            months_of[f"{prefix}/archive/{key}/"] = functools.partial(
-                lambda *args: page(render_archive_month(context, *args)), month_heading, tuple(found), index_url, newer, older
-            )
+            months_of[f"{prefix}/archive/{key}/"] = functools.partial(month_page, month_heading, tuple(found), index_url, newer, older)
     return indexes, months_of
 
 

@@ -78,12 +78,12 @@ def _settle_heap() -> None:
     gc.freeze()
 
 
-def _bounded(error: ContentError) -> str:
-    """The first problems of an error, one per line, for a log line of bounded size."""
-    lines = [str(problem) for problem in error.problems[:HEALTH_PROBLEMS_SHOWN]]
-    if len(error.problems) > len(lines):
-        lines.append(f"... and {len(error.problems) - len(lines)} more")
-    return "\n".join(lines)
+def _first(problems: list[str]) -> list[str]:
+    """The first HEALTH_PROBLEMS_SHOWN problems, and how many more there are: a log line or /healthz of bounded size."""
+    shown = problems[:HEALTH_PROBLEMS_SHOWN]
+    if len(problems) > len(shown):
+        shown.append(f"... and {len(problems) - len(shown)} more (python -m feedsvc check lists them all)")
+    return shown
 
 
 def _unexpected(error: Exception) -> ContentError:
@@ -187,7 +187,12 @@ class Publisher:
 
     def _failed(self, seen: tuple | None, error: ContentError) -> None:
         if self.error is None or error.problems != self.error.problems:
-            log.error("content in %s not reloaded, still serving version %s:\n%s", self.directory, self.current.version, _bounded(error))
+            log.error(
+                "content in %s not reloaded, still serving version %s:\n%s",
+                self.directory,
+                self.current.version,
+                "\n".join(_first([str(p) for p in error.problems])),
+            )
         if seen is not None:
             self._fingerprint = seen  # retried on the next change, not in a busy loop
         self.error = error
@@ -219,16 +224,13 @@ class Publisher:
                 problems.insert(0, f"watcher: not watching the folder: {self.watch_error}")
             elif stalled > WATCH_STALL_SECONDS:
                 problems.insert(0, f"watcher: has not finished a look at the folder for {stalled:.0f} s (a reload is stuck)")
-        shown = problems[:HEALTH_PROBLEMS_SHOWN]
-        if len(problems) > len(shown):
-            shown.append(f"... and {len(problems) - len(shown)} more (python -m feedsvc check lists them all)")
         return {
             "status": "degraded" if problems else "ok",
             "content_version": self.current.version,
             "entries": len(self.current.content.entries),
             "last_successful_load": self.loaded_at.isoformat(),
             "problems": len(problems),
-            "error": shown or None,
+            "error": _first(problems) or None,
         }
 
     def watch(self, delay: float) -> threading.Thread:
@@ -240,7 +242,6 @@ class Publisher:
         net catches whatever events can miss at a cost of milliseconds (SAFETY_NET_SECONDS,
         FULL_CHECK_SECONDS). The folder is checked as soon as a watch is in place, so a save made
         while the service started is not missed.
-        The safety net (SAFETY_NET_SECONDS, FULL_CHECK_SECONDS) costs milliseconds while idle.
         """
         poll_ms = max(50, int(delay * 1000))
 

@@ -292,9 +292,3 @@ class StoredBody:
 
     def html(self) -> str:
         return self.store.body(self.key)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, StoredBody) and other.key == self.key
-
-    def __hash__(self) -> int:
-        return hash(self.key)

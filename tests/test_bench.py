@@ -14,18 +14,18 @@ from tests.conftest import ROOT, require
 pytestmark = pytest.mark.integration
 
 
+def _run(*arguments: str) -> subprocess.CompletedProcess:
+    """Run a benchmark script the way the README does; it must succeed."""
+    result = subprocess.run([sys.executable, *arguments], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result
+
+
 def test_benchmark_reports_every_figure_and_no_errors(tmp_path):
     for tool in ("wrk", "nginx", "taskset"):
         require(shutil.which(tool) is not None, f"{tool} is not installed (apt-get install wrk nginx)")
     report_path = tmp_path / "bench.json"
-    result = subprocess.run(
-        [sys.executable, "bench/run.py", "--duration", "1", "--rounds", "1", "--entries", "300", "--json", str(report_path)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
+    result = _run("bench/run.py", "--duration", "1", "--rounds", "1", "--entries", "300", "--json", str(report_path))
     report = json.loads(report_path.read_text())
     scenarios = [f"{name}, {mode}" for name in ("feed 200", "feed 200 gzip", "feed 304") for mode in ("new connections", "keep-alive")]
     assert set(report["ratios"]) == {f"{s} / {ceiling}" for s in scenarios for ceiling in ("bare", "nginx")}
@@ -47,14 +47,7 @@ def test_scale_benchmark_smoke_run_reports_every_serving_figure(tmp_path):
     """A small archive through bench/scale.py: every figure of the table is measured (Hugo's only if installed)."""
     require(shutil.which("wrk") is not None, "wrk is not installed (apt-get install wrk)")
     report_path = tmp_path / "scale.json"
-    result = subprocess.run(
-        [sys.executable, "-m", "bench.scale", "--entries", "1500", "--no-build", "--idle-seconds", "2", "--json", str(report_path)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
+    result = _run("-m", "bench.scale", "--entries", "1500", "--no-build", "--idle-seconds", "2", "--json", str(report_path))
     figures = json.loads(report_path.read_text())
     for name in (
         "cold start",
