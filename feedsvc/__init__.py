@@ -42,7 +42,12 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     store = Store(app.config["STATE_DIR"] or default_state_dir(app.config["CONTENT_DIR"]), clock=app.config["CLOCK"])
     notifier = HubNotifier(hub_url, store) if hub_url else None
     publisher = Publisher(
-        app.config["CONTENT_DIR"], site_overrides(app.config), hub_url, store, notifier.on_new_version if notifier else None
+        app.config["CONTENT_DIR"],
+        site_overrides(app.config),
+        hub_url,
+        store,
+        notifier.on_new_version if notifier else None,
+        clock=app.config["CLOCK"],
     )
     app.extensions["feedsvc"] = publisher
     app.extensions["feedsvc.websub"] = notifier

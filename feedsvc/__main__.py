@@ -10,11 +10,13 @@ import os
 import resource
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 from .config import ConfigError, config_from_env, site_overrides
 from .content import SITE_DEFAULTS, ContentError, FolderScan, Problem, load_content, scan_folder, shorten
 from .export import export_publication
+from .models import release
 from .nginx import static_site_config
 from .publication import Publication, build_publication
 from .publisher import fingerprint
@@ -70,13 +72,16 @@ def _load(
     """
     try:
         config = config_from_env()
-        content = load_content(
-            directory,
-            site_overrides(config),
-            cache=store or cache,
-            processes=os.cpu_count() or 1,
-            scan=scan,
-            progress=Progress("parsing new files"),
+        content = release(
+            load_content(
+                directory,
+                site_overrides(config),
+                cache=store or cache,
+                processes=os.cpu_count() or 1,
+                scan=scan,
+                progress=Progress("parsing new files"),
+            ),
+            datetime.now(UTC),
         )
         stamp = None if store is None else lambda etags: store.last_modified(etags, content.version, lambda: True)
         publication = build_publication(content, config.get("HUB_URL"), stamp=stamp)
@@ -110,6 +115,10 @@ def check(args: argparse.Namespace) -> int:
         return 1
     content = publication.content
     print(f"{args.content}: {len(content.entries)} entries, {len(publication.paths())} documents, no problems (version {content.version})")
+    for entry in content.scheduled:  # oldest first: the next to go live first
+        print(f"scheduled: {entry.source} goes live {entry.published.isoformat()} ({entry.title})")
+    for entry in content.drafts:
+        print(f"draft: {entry.source} is published nowhere until its 'draft: true' goes ({entry.title})")
     return 0
 
 

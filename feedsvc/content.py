@@ -19,14 +19,31 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from pathlib import Path, PurePath
 from typing import Any, NamedTuple, Protocol
-from urllib.parse import urljoin
+from urllib.parse import unquote, urljoin, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from dateutil import parser as date_parser
 from markdown_it import MarkdownIt
+from mdit_py_plugins.anchors import anchors_plugin
+from mdit_py_plugins.anchors.index import slugify as _heading_slug
 
-from .models import Content, Entry, Section, Site, entry_path, is_absolute_http_url, sort_newest_first, strip_xml_illegal
+from .media import MediaError, MediaLibrary, is_media_name, resolve
+from .models import (
+    Author,
+    Content,
+    Entry,
+    Heading,
+    Image,
+    MediaFile,
+    Section,
+    Site,
+    entry_path,
+    is_absolute_http_url,
+    sort_newest_first,
+    strip_xml_illegal,
+    tag_slug,
+)
 
 SITE_FILE = "site.yaml"
 ENTRY_SUFFIX = ".md"
@@ -82,9 +99,21 @@ _Loader.yaml_implicit_resolvers = {
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
 
+# ids the pages' own elements use: a heading called "Main" must not take the skip link's target
+_PAGE_IDS = frozenset({"main", "contents", "contents-title", "subscribe", "lead-title", "tags", "byline"})
+
+
+def _anchor(text: str) -> str:
+    slug = _heading_slug(text) or "section"
+    return f"{slug}-section" if slug in _PAGE_IDS else slug
+
+
 # CommonMark with raw HTML disabled: HTML typed into Markdown is shown as text, never executed,
-# and markdown-it's validateLink already refuses javascript:/vbscript:/data: links.
-_markdown = MarkdownIt("commonmark", {"html": False})
+# and markdown-it's validateLink already refuses javascript:/vbscript:/data: links. Every heading
+# gets a stable id from its text (GitHub's way, unique within the entry) for links and contents.
+_markdown = MarkdownIt("commonmark", {"html": False}).use(anchors_plugin, min_level=1, max_level=6, slug_func=_anchor)
+# Bump when parsing changes what an entry holds: cached parses of older code are not reused.
+PARSER_VERSION = b"feedsvc-parse-2"
 
 
 # --- converters: value from YAML -> python value, or _FieldError with the fix ---------------
@@ -126,6 +155,74 @@ def _uri_id(value: Any) -> str:
     if not _URI.match(text):
         raise _FieldError(f"{quote(text)} is not a URI; use a permanent id such as 'urn:uuid:{uuid.uuid4()}'")
     return text
+
+
+def _image_reference(value: Any) -> str:
+    reference = _required_text(value)
+    if "://" in reference:
+        if not reference.startswith("https://") or not is_absolute_http_url(reference):
+            raise _FieldError(f"{quote(reference)} is not an absolute https URL; use https://..., or a file such as 'media/harbour.jpg'")
+        return reference
+    if resolve(reference) is None:
+        raise _FieldError(f"{quote(reference)} leaves the content folder; name a file inside it, such as 'media/harbour.jpg'")
+    return reference
+
+
+_EMAIL = re.compile(r"^[^@\s<>()]+@[^@\s<>()]+\.[^@\s<>()]+$")
+_AUTHOR_FIELDS = ("name", "url", "email")
+
+
+def _author(value: Any) -> Author:
+    if not isinstance(value, Mapping):
+        return Author(_required_text(value))
+    unknown = [str(key) for key in value if key not in _AUTHOR_FIELDS]
+    if unknown:
+        raise _FieldError(f"has unknown field {quote(unknown[0])}; an author has {', '.join(_AUTHOR_FIELDS)}")
+    if value.get("name") is None:
+        raise _FieldError("needs a name, e.g. '{name: Ada Lovelace, url: https://example.com/ada}'")
+    author = Author(_required_text(value["name"]), _text(value.get("url") or ""), _text(value.get("email") or ""))
+    if author.url and not is_absolute_http_url(author.url):
+        raise _FieldError(f"url {quote(author.url)} of {quote(author.name)} is not an absolute http(s) URL")
+    if author.email and not _EMAIL.match(author.email):
+        raise _FieldError(f"email {quote(author.email)} of {quote(author.name)} is not an e-mail address")
+    return author
+
+
+def _authors(value: Any) -> tuple[Author, ...]:
+    items = value if isinstance(value, list) else [value]
+    if not items:
+        raise _FieldError("is empty; name at least one author, or remove the field to credit the site's author")
+    authors = []
+    for number, item in enumerate(items, start=1):
+        try:
+            authors.append(_author(item))
+        except _FieldError as error:
+            raise _FieldError(f"author {number} {error}") from None
+    return tuple(authors)
+
+
+def _tags(value: Any) -> tuple[str, ...]:
+    items = value if isinstance(value, list) else [value]
+    tags: dict[str, str] = {}  # slug -> the first spelling: two spellings of one tag count once
+    for item in items:
+        label = " ".join(_required_text(item).split())
+        if not tag_slug(label):
+            raise _FieldError(f"tag {quote(label)} has no letter or digit; a tag needs a word to link to")
+        tags.setdefault(tag_slug(label), label)
+    return tuple(tags.values())
+
+
+def _flag(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise _FieldError(f"must be true or false, got {quote(value)}")
+    return value
+
+
+def _feed_content(value: Any) -> str:
+    choice = _required_text(value)
+    if choice not in ("full", "summary"):
+        raise _FieldError(f"{quote(choice)} is not a choice; use 'full' (feeds carry each story) or 'summary' (readers visit the page)")
+    return choice
 
 
 def _positive_int(value: Any) -> int:
@@ -271,6 +368,7 @@ SITE_FIELDS: dict[str, tuple[bool, Callable[[Any], Any]]] = {
     "max_age": (False, _positive_int),
     "archive_period": (False, _archive_period),
     "max_file_size": (False, _positive_int),
+    "feed_content": (False, _feed_content),
 }
 SITE_DEFAULTS: dict[str, Any] = {
     "base_url": "http://127.0.0.1:8000",
@@ -282,6 +380,7 @@ SITE_DEFAULTS: dict[str, Any] = {
     # bytes; larger files are refused with a problem (never read whole): a 50 MB paste or a
     # link to /dev/zero cannot exhaust a worker's memory
     "max_file_size": 1024 * 1024,
+    "feed_content": "full",
 }
 
 
@@ -295,6 +394,11 @@ def _entry_fields(site: Site) -> dict[str, tuple[bool, Callable[[Any], Any]]]:
         "updated": (False, date),
         "slug": (False, _slug),
         "summary": (False, _text),
+        "image": (False, _image_reference),
+        "image_alt": (False, _required_text),
+        "authors": (False, _authors),
+        "tags": (False, _tags),
+        "draft": (False, _flag),
     }
 
 
@@ -463,22 +567,63 @@ def _lede(tokens) -> str:
     return "; ".join(items)
 
 
-def render_markdown(source: str, page_url: str) -> tuple[str, str]:
+class RenderedMarkdown(NamedTuple):
+    """A body rendered from one parse: its HTML, lede, headings, the images it shows and what is wrong with them."""
+
+    html: str
+    lede: str  # plain text: the default summary
+    headings: tuple[Heading, ...]
+    media: tuple[MediaFile, ...]
+    problems: tuple[str, ...]  # images that cannot be shown, each with the fix
+
+
+# find_image(reference relative to the content folder file) -> (absolute URL, image), or MediaError
+ImageFinder = Callable[[str], tuple[str, MediaFile]]
+CONTENTS_LEVELS = (1, 2, 3)  # heading levels listed in an entry's table of contents
+
+
+def _is_local(reference: str) -> bool:
+    parts = urlsplit(reference)
+    return not parts.scheme and not parts.netloc and bool(parts.path)
+
+
+def render_markdown(source: str, page_url: str, find_image: ImageFinder | None = None) -> RenderedMarkdown:
     """Render CommonMark to HTML, resolving links and images against the page's absolute URL.
 
-    Returns the HTML and the body's lede as plain text (the default summary), from one parse.
+    With ``find_image``, an image with a relative address is a file of the content folder: it is
+    shown from its content-hashed URL with its width and height (no layout shift), and a missing
+    or unreadable one is a problem, never a broken picture.
     """
     tokens = _markdown.parse(source)
-    for token in tokens:
+    media: dict[str, MediaFile] = {}
+    problems: list[str] = []
+    headings: list[Heading] = []
+    for index, token in enumerate(tokens):
+        if token.type == "heading_open" and int(token.tag[1]) in CONTENTS_LEVELS:
+            headings.append(Heading(int(token.tag[1]), str(token.attrGet("id")), _plain_text(tokens[index + 1])))
         for child in token.children or ():
             attribute = {"link_open": "href", "image": "src"}.get(child.type)
-            if attribute and child.attrGet(attribute) is not None:
-                child.attrSet(attribute, urljoin(page_url, str(child.attrGet(attribute))))
-    return _markdown.renderer.render(tokens, _markdown.options, {}), _lede(tokens)
+            if not attribute or child.attrGet(attribute) is None:
+                continue
+            reference = str(child.attrGet(attribute))
+            if child.type == "image" and find_image is not None and _is_local(reference):
+                try:
+                    url, found = find_image(unquote(urlsplit(reference).path))
+                except MediaError as error:
+                    problems.append(f"image {quote(reference)}: {error}")
+                    continue
+                media[found.name] = found
+                child.attrSet("src", url)
+                child.attrSet("width", str(found.width))
+                child.attrSet("height", str(found.height))
+            else:
+                child.attrSet(attribute, urljoin(page_url, reference))
+    html = _markdown.renderer.render(tokens, _markdown.options, {})
+    return RenderedMarkdown(html, _lede(tokens), tuple(headings), tuple(media.values()), tuple(problems))
 
 
 def is_content_file(relative: PurePath) -> bool:
-    """Tell whether a path inside the content folder is the site file or an entry.
+    """Tell whether a path inside the content folder is the site file, an entry or an image.
 
     Skipped: anything under a dot-folder or named with a dot (editors' ``.#x.md`` lock links,
     ``.x.md.swp``), Emacs autosaves ``#x.md#``, backups ``x.md~`` and README.md (documentation).
@@ -492,7 +637,14 @@ def _is_content_name(relative: str, name: str) -> bool:
     """``is_content_file`` for a path already known to have no dot-part (the scanner's hot loop: no pathlib)."""
     if relative == SITE_FILE:
         return True
-    return name.endswith(ENTRY_SUFFIX) and not name.startswith("#") and name.lower() not in NOT_ENTRIES
+    if name.startswith("#"):
+        return False
+    return (name.endswith(ENTRY_SUFFIX) and name.lower() not in NOT_ENTRIES) or is_media_name(name)
+
+
+def is_entry_name(name: str) -> bool:
+    """Tell whether a content file (as the scanner lists it) is an entry: not the site file, not an image."""
+    return name.endswith(ENTRY_SUFFIX) and name != SITE_FILE
 
 
 class ContentFile(NamedTuple):
@@ -649,7 +801,27 @@ def _load_site(directory: Path, overrides: Mapping[str, Any], problems: list[Pro
     return Site(**values), raw
 
 
-def _parse_entry(name: str, raw: bytes, digest: str, site: Site, problems: list[Problem]) -> Entry | None:
+def _image(values: dict, name: str, find_image: ImageFinder, problems: list[Problem]) -> Image | None:
+    """The entry's picture from its front matter (``image`` + ``image_alt``), or None."""
+    reference, alt = values.get("image"), values.get("image_alt")
+    if reference is None:
+        if alt is not None:
+            problems.append(Problem(name, "image_alt", "describes no image; add 'image: media/...' or remove it"))
+        return None
+    if alt is None:
+        problems.append(Problem(name, "image_alt", "is missing; describe the image for readers who cannot see it"))
+        return None
+    if "://" in reference:
+        return Image(reference, alt)
+    try:
+        url, media = find_image("/" + reference)
+    except MediaError as error:
+        problems.append(Problem(name, "image", str(error)))
+        return None
+    return Image(url, alt, media)
+
+
+def _parse_entry(name: str, raw: bytes, digest: str, site: Site, library: MediaLibrary, problems: list[Problem]) -> Entry | None:
     text = _decode(raw, name, problems)
     if text is None:
         return None
@@ -669,11 +841,26 @@ def _parse_entry(name: str, raw: bytes, digest: str, site: Site, problems: list[
     published, updated = values.get("date"), values.get("updated", values.get("date"))
     if published and updated and updated < published:
         problems.append(Problem(name, "updated", "is earlier than date; an entry cannot change before it is published"))
-    if len(problems) > before:
-        return None
+    folder = PurePath(name).parent.as_posix()
+
+    def find_image(reference: str) -> tuple[str, MediaFile]:
+        target = resolve(reference, "" if folder == "." else folder)
+        if target is None:
+            raise MediaError("leaves the content folder; keep images inside it")
+        media = library.get(target)
+        return site.url(media.path), media
+
+    image = _image(values, name, find_image, problems)
     page_url = site.url(entry_path(slug))
     body_source = parts[1]
-    body_html, lede = render_markdown(body_source, page_url) if body_source.strip() else ("", "")
+    body = render_markdown(body_source, page_url, find_image) if body_source.strip() else RenderedMarkdown("", "", (), (), ())
+    problems.extend(Problem(name, "body", problem) for problem in body.problems)
+    if len(problems) > before:
+        return None
+    media = {image.file.name: image.file} if image is not None and image.file is not None else {}
+    media.update((m.name, m) for m in body.media)
+    if media:  # the entry's HTML names its images' digests: what reuse compares must change with them
+        digest = hashlib.sha256(" ".join([digest, *(m.digest for m in media.values())]).encode()).hexdigest()[:32]
     return Entry(
         id=values["id"],
         slug=slug,
@@ -681,10 +868,16 @@ def _parse_entry(name: str, raw: bytes, digest: str, site: Site, problems: list[
         published=published,
         updated=updated,
         section=values["section"],
-        summary=shorten(values.get("summary") or lede),
-        body=body_html,
+        summary=shorten(values.get("summary") or body.lede),
+        body=body.html,
         source=name,
         digest=digest,
+        image=image,
+        authors=values.get("authors", ()),
+        tags=values.get("tags", ()),
+        headings=body.headings,
+        media=tuple(media.values()),
+        draft=values.get("draft", False),
     )
 
 
@@ -720,13 +913,13 @@ class ParseCache(Protocol):
 PARALLEL_FROM = 1000  # files to parse before the work is shared among processes
 
 
-def _parse_files(site: Site, items: list[tuple[str, bytes, str]]) -> list[tuple[Entry | None, list[Problem]]]:
+def _parse_files(site: Site, library: MediaLibrary, items: list[tuple[str, bytes, str]]) -> list[tuple[Entry | None, list[Problem]]]:
     """Parse files, each to its entry (or None) and its problems; any exception becomes a problem naming the file."""
     results = []
     for name, raw, file_digest in items:
         problems: list[Problem] = []
         try:
-            entry = _parse_entry(name, raw, file_digest[:32], site, problems)
+            entry = _parse_entry(name, raw, file_digest[:32], site, library, problems)
         except Exception as error:  # a library failing on odd input must not escape: name the file
             problems.append(Problem(name, "file", f"could not be read: {type(error).__name__}: {shorten(str(error), 80)}"))
             entry = None
@@ -738,18 +931,18 @@ Progress = Callable[[int, int], None]  # (files done, files in all): long loads 
 
 
 def _parse_all(
-    site: Site, items: list[tuple[str, bytes, str]], processes: int, progress: Progress | None = None
+    site: Site, library: MediaLibrary, items: list[tuple[str, bytes, str]], processes: int, progress: Progress | None = None
 ) -> list[tuple[Entry | None, list[Problem]]]:
     """Parse on ``processes`` processes when there is enough to share (forked: call only where no threads run)."""
     chunk = max(200, len(items) // (max(1, processes) * 20))
     chunks = [items[start : start + chunk] for start in range(0, len(items), chunk)]
     results: list[tuple[Entry | None, list[Problem]]] = []
     if processes < 2 or len(items) < PARALLEL_FROM:
-        parts = (_parse_files(site, part) for part in chunks)
+        parts = (_parse_files(site, library, part) for part in chunks)
         pool = None
     else:  # the executor pickles a chunk only when a process is ready for it: the bytes are not all copied at once
         pool = ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("fork"))
-        parts = pool.map(_parse_files, [site] * len(chunks), chunks)
+        parts = pool.map(_parse_files, [site] * len(chunks), [library] * len(chunks), chunks)
     try:
         for part in parts:
             results.extend(part)
@@ -790,6 +983,7 @@ def load_content(
     if site is None:
         raise ContentError(problems)
     digest = hashlib.sha256(repr(sorted((k, str(v)) for k, v in (overrides or {}).items())).encode())
+    digest.update(PARSER_VERSION)
     digest.update(site_raw)
     site_digest = digest.hexdigest()  # the site file and its overrides: what every entry's parse also depends on
 
@@ -806,7 +1000,8 @@ def load_content(
         raws[file.name] = raw
         seen_files[file.name] = (file.size, file.mtime_ns, hashlib.sha256(file.name.encode() + b"\0" + raw).hexdigest())
 
-    files = [file for file in scan.files if file.name != SITE_FILE]
+    files = [file for file in scan.files if is_entry_name(file.name)]
+    library = MediaLibrary({f.name: (f.path, f.size, f.mtime_ns) for f in scan.files if is_media_name(f.name)})
     for file in files:
         earlier = known.get(file.name)
         if earlier is not None and earlier[:2] == (file.size, file.mtime_ns) and file.size <= site.max_file_size:
@@ -821,11 +1016,16 @@ def load_content(
     found = {key: parsed[key] for key in keys if parsed is not None and key in parsed}
     if cache is not None:
         found.update(cache.parsed_entries(key for key in keys if key not in found))
+    for key, entry in list(found.items()):  # a parse shows its images as they were: parse again when one changed
+        if all(library.current(media) for media in entry.media):
+            library.known.update((media.name, media) for media in entry.media)
+        else:
+            del found[key]
     for file in files:
         if file.name in seen_files and file.name not in raws and key_of(file.name) not in found:
             read(file)  # known digest, no parse cached (the site file changed, say): read it now
     to_parse = [(name, raws[name], seen_files[name][2]) for name in seen_files if key_of(name) not in found]
-    parse_results = dict(zip((item[0] for item in to_parse), _parse_all(site, to_parse, processes, progress), strict=True))
+    parse_results = dict(zip((item[0] for item in to_parse), _parse_all(site, library, to_parse, processes, progress), strict=True))
 
     this_load: dict = {}  # key -> entry, in file order
     new_entries: dict = {}
@@ -853,6 +1053,10 @@ def load_content(
     if parsed is not None:
         parsed.clear()
         parsed.update(this_load)
+    for media in library.known.values():  # the images every page and feed may link to are part of the version
+        digest.update(media.digest.encode())
     if problems:
         raise ContentError(problems)
-    return Content(site=site, entries=sort_newest_first(this_load.values()), version=digest.hexdigest()[:16])
+    entries = sort_newest_first(entry for entry in this_load.values() if not entry.draft)
+    drafts = tuple(entry for entry in this_load.values() if entry.draft)
+    return Content(site=site, entries=entries, version=digest.hexdigest()[:16], drafts=drafts, folder=str(directory))

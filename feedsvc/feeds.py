@@ -17,7 +17,7 @@ from feedgen.ext.base import BaseExtension
 from feedgen.feed import FeedGenerator
 from feedgen.util import xml_elem
 
-from .models import Content, Entry, Site
+from .models import Author, Content, Entry, Site, tag_labels, tag_slug
 
 RSS_TYPE = "application/rss+xml; charset=utf-8"
 ATOM_TYPE = "application/atom+xml; charset=utf-8"
@@ -25,6 +25,7 @@ JSON_FEED_TYPE = "application/feed+json; charset=utf-8"
 JSON_FEED_VERSION = "https://jsonfeed.org/version/1.1"
 ATOM_NS = "http://www.w3.org/2005/Atom"
 FEED_HISTORY_NS = "http://purl.org/syndication/history/1.0"  # RFC 5005
+MEDIA_NS = "http://search.yahoo.com/mrss/"  # Media RSS: how readers find an item's picture
 # An empty feed still needs a stable date; the epoch says "nothing published yet".
 _NO_ENTRIES = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -59,6 +60,13 @@ class FeedSpec:
     # what an empty feed reports as updated: the site's newest change (the epoch would be an
     # "implausible date" to validators, and now() would change the bytes on every render)
     quiet_since: datetime = _NO_ENTRIES
+    # slug -> label of the entries' tags: the site decides a tag's label, so it is an input too
+    labels: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def tag_label(self) -> dict[str, str]:
+        """Return tag slug -> label for this feed's entries."""
+        return dict(self.labels)
 
     @property
     def key(self) -> tuple:
@@ -73,6 +81,7 @@ class FeedSpec:
             self.history,
             self.hub_url,
             self.quiet_since.isoformat(),
+            self.labels,
             *(e.digest for e in self.entries),
         )
 
@@ -120,6 +129,7 @@ def feed_family(
     entries: tuple[Entry, ...],
     hub_url: str | None,
     quiet_since: datetime = _NO_ENTRIES,
+    labels: dict[str, str] | None = None,
 ) -> tuple[FeedSpec, ...]:
     """Describe a logical feed: its subscription document, then its RFC 5005 archive documents, oldest first.
 
@@ -139,6 +149,11 @@ def feed_family(
         return f"{prefix}/archive/{period}"
 
     family_id = feed_id(site, prefix)
+    labels = labels or {}
+
+    def labels_of(chosen) -> tuple[tuple[str, str], ...]:
+        return tuple(sorted({(slug, labels[slug]) for entry in chosen for slug in map(tag_slug, entry.tags)}))
+
     subscription = FeedSpec(
         site,
         title,
@@ -150,6 +165,7 @@ def feed_family(
         History(prev_archive=archive(periods[-1]) if periods else None),
         hub_url,
         quiet_since,
+        labels_of(entries[: site.item_limit]),
     )
     archives = tuple(
         FeedSpec(
@@ -166,17 +182,47 @@ def feed_family(
                 next_archive=archive(periods[index + 1]) if index + 1 < len(periods) else None,
             ),
             quiet_since=quiet_since,
+            labels=labels_of(by_period[period]),
         )
         for index, period in enumerate(periods)
     )
     return (subscription, *archives)
 
 
+def tag_path(slug: str) -> str:
+    """Return the site path of a tag's page (its feeds are beside it)."""
+    return f"/tags/{slug}/"
+
+
+def entries_by_tag(entries: tuple[Entry, ...]) -> dict[str, tuple[Entry, ...]]:
+    """Return tag slug -> its entries (newest first, as ``entries`` are), slugs sorted."""
+    tagged: dict[str, list[Entry]] = {}
+    for entry in entries:
+        for label in entry.tags:
+            tagged.setdefault(tag_slug(label), []).append(entry)
+    return {slug: tuple(tagged[slug]) for slug in sorted(tagged)}
+
+
 def site_feeds(content: Content, hub_url: str | None = None) -> tuple[FeedSpec, ...]:
-    """Describe the site feed and one feed per section, each with its archive documents."""
+    """Describe the site feed, one feed per section and one per tag, each with its archive documents."""
     site = content.site
     newest = max((e.updated for e in content.entries), default=_NO_ENTRIES)
-    families = [feed_family(site, site.title, site.description, "/", "", content.entries, hub_url, newest)]
+    labels = tag_labels(content.entries)
+    families = [feed_family(site, site.title, site.description, "/", "", content.entries, hub_url, newest, labels)]
+    for slug, tagged in entries_by_tag(content.entries).items():
+        families.append(
+            feed_family(
+                site,
+                f"{site.title}: {labels[slug]}",
+                f"Stories tagged {labels[slug]} from {site.title}. {site.description}",
+                tag_path(slug),
+                f"/tags/{slug}",
+                tagged,
+                hub_url,
+                newest,
+                labels,
+            )
+        )
     for section in site.sections:
         families.append(
             feed_family(
@@ -188,6 +234,7 @@ def site_feeds(content: Content, hub_url: str | None = None) -> tuple[FeedSpec, 
                 content.in_section(section.key),
                 hub_url,
                 newest,
+                labels,
             )
         )
     return tuple(spec for family in families for spec in family)
@@ -217,6 +264,63 @@ class _HistoryExtension(BaseExtension):
         return feed
 
 
+class _NewsroomFeed(BaseExtension):
+    """Declares the Media RSS namespace on feeds whose entries carry pictures."""
+
+    def extend_ns(self) -> dict[str, str]:
+        return {"media": MEDIA_NS}
+
+
+class _NewsroomEntry(BaseExtension):
+    """feedgen extension for what it writes in a way readers or validators refuse.
+
+    - the picture as Media RSS ``media:content`` with its alternative text (``media:description``),
+      and, for the site's own images (length known), as RSS ``<enclosure>`` and Atom
+      ``link rel="enclosure"``: feedgen 1.0 writes entry links without their rel and type, so its
+      enclosure would read as a second alternate link;
+    - Atom authors with a uri: feedgen's ``author()`` would also write RSS ``<author>`` beside
+      ``dc:creator`` (two elements saying one thing: a validator warning), so RSS gets dc:creator only.
+    """
+
+    def __init__(self) -> None:
+        self.image = None
+        self.authors: tuple[Author, ...] = ()
+
+    def _media(self, parent) -> None:
+        image = self.image
+        if image is None:
+            return
+        content = xml_elem(f"{{{MEDIA_NS}}}content", parent, url=image.url, medium="image")
+        if image.file is not None:
+            file = image.file
+            content.attrib.update(
+                {"type": file.media_type, "fileSize": str(file.size), "width": str(file.width), "height": str(file.height)}
+            )
+        description = xml_elem(f"{{{MEDIA_NS}}}description", content, type="plain")
+        description.text = image.alt
+
+    def extend_rss(self, item):
+        file = self.image.file if self.image is not None else None
+        if file is not None:  # RSS 2.0: url, length and type are all required
+            xml_elem("enclosure", item, url=self.image.url, length=str(file.size), type=file.media_type)
+        self._media(item)
+        return item
+
+    def extend_atom(self, entry):
+        file = self.image.file if self.image is not None else None
+        if file is not None:  # RFC 4287 §4.2.7.2
+            xml_elem("link", entry, rel="enclosure", href=self.image.url, type=file.media_type, length=str(file.size))
+        for author in self.authors:
+            element = xml_elem("author", entry)
+            xml_elem("name", element).text = author.name
+            if author.url:
+                xml_elem("uri", element).text = author.url
+            if author.email:
+                xml_elem("email", element).text = author.email
+        self._media(entry)
+        return entry
+
+
 def _feed_generator(spec: FeedSpec) -> FeedGenerator:
     """Map a FeedSpec onto feedgen once; both XML formats are written from this one generator."""
     site = spec.site
@@ -235,8 +339,11 @@ def _feed_generator(spec: FeedSpec) -> FeedGenerator:
     fg.ttl(max(1, site.max_age // 60))
     # once per feed, not per entry: feedgen's entry-level load_extension re-imports the module each time
     fg.load_extension("dc", atom=False, rss=True)
+    if any(entry.image or entry.authors for entry in spec.entries):
+        fg.register_extension("newsroom", _NewsroomFeed, _NewsroomEntry, atom=True, rss=True)
+    labels = spec.tag_label
     for entry in spec.entries:
-        _add_entry(fg, site, entry)
+        _add_entry(fg, site, entry, labels)
     return fg
 
 
@@ -253,7 +360,7 @@ def _set_links(fg: FeedGenerator, spec: FeedSpec, filename: str, media_type: str
     return fg
 
 
-def _add_entry(fg: FeedGenerator, site: Site, entry: Entry) -> None:
+def _add_entry(fg: FeedGenerator, site: Site, entry: Entry, labels: dict[str, str]) -> None:
     fe = fg.add_entry(order="append")  # entries arrive sorted; feedgen would otherwise prepend
     fe.id(entry.id)
     fe.guid(entry.id, permalink=False)
@@ -262,12 +369,18 @@ def _add_entry(fg: FeedGenerator, site: Site, entry: Entry) -> None:
     fe.published(entry.published)
     fe.updated(entry.updated)
     fe.category(term=entry.section, label=site.section(entry.section).title)
-    if entry.body_html:
+    for slug in map(tag_slug, entry.tags):  # Atom: the slug is the stable term, the tag page's folder the scheme
+        fe.category(term=slug, label=labels[slug], scheme=site.url("/tags/"))
+    if entry.body_html and site.feed_content == "full":
         fe.content(entry.body_html, type="html")  # Atom <content type="html">, RSS content:encoded
     # RSS <description> is HTML to every reader, so the plain-text summary goes in HTML-escaped
     # ("<aside>" stays a word); Atom says so with type="html". After content() on purpose.
     fe.summary(html.escape(_summary_of(entry), quote=False), type="html")
-    fe.dc.dc_creator(site.author)  # RSS <author> must be an e-mail address; dc:creator takes a name
+    # RSS <author> must be an e-mail address; dc:creator takes a name (one element per author)
+    fe.dc.dc_creator([author.name for author in entry.authors] or site.author)
+    if entry.image is not None or entry.authors:
+        fe.newsroom.image = entry.image
+        fe.newsroom.authors = entry.authors
 
 
 def _summary_of(entry: Entry) -> str:
@@ -304,24 +417,34 @@ def render_json_feed(spec: FeedSpec) -> bytes:
     if spec.history.prev_archive is not None:
         # JSON Feed 1.1 pagination: next_url leads to the next (older) page
         document["next_url"] = spec.url("feed.json", spec.history.prev_archive)
-    document["items"] = [_json_item(site, entry) for entry in spec.entries]
+    labels = spec.tag_label
+    document["items"] = [_json_item(site, entry, labels) for entry in spec.entries]
     # compact separators keep json on its C encoder (indent= would switch to the pure-Python one)
     return json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode("utf-8") + b"\n"
 
 
-def _json_item(site: Site, entry: Entry) -> dict:
+def _json_author(author: Author) -> dict:
+    # JSON Feed 1.1 authors have a name, url and avatar, no e-mail address
+    return {"name": author.name, "url": author.url} if author.url else {"name": author.name}
+
+
+def _json_item(site: Site, entry: Entry, labels: dict[str, str]) -> dict:
     item = {
         "id": entry.id,
         "url": site.url(entry.path),
         "title": entry.title,
     }
     # JSON Feed 1.1: an item must carry content_html or content_text.
-    if entry.body_html:
+    if entry.body_html and site.feed_content == "full":
         item["content_html"] = entry.body_html
     else:
         item["content_text"] = _summary_of(entry)
     item["summary"] = _summary_of(entry)
+    if entry.image is not None:
+        item["image"] = entry.image.url
     item["date_published"] = entry.published.isoformat()  # RFC 3339
     item["date_modified"] = entry.updated.isoformat()
-    item["tags"] = [site.section(entry.section).title]
+    if entry.authors:
+        item["authors"] = [_json_author(author) for author in entry.authors]
+    item["tags"] = [site.section(entry.section).title, *(labels[tag_slug(label)] for label in entry.tags)]
     return item

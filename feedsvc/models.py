@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
-from dataclasses import dataclass, field
+import unicodedata
+from dataclasses import dataclass, field, replace
 from datetime import datetime, tzinfo
 from typing import Protocol
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 # XML 1.0 §2.2: characters outside the Char production (C0 controls but tab/newline/CR, lone
 # surrogates, U+FFFE/U+FFFF) make a document ill-formed; the "discouraged" ones (DEL, C1 controls,
@@ -50,14 +52,70 @@ class Site:
     max_age: int = 300
     archive_period: str = "day"  # what one RFC 5005 archive document holds: "day" or "month"
     max_file_size: int = 1024 * 1024  # bytes a content file may have (larger ones are a problem, never read)
+    feed_content: str = "full"  # "full": feeds carry each body; "summary": only summaries (readers visit the page)
 
     def url(self, path: str) -> str:
-        """Return the absolute URL of a site path such as ``/feed.xml``."""
-        return self.base_url + path
+        """Return the absolute URL of a site path such as ``/feed.xml`` (a tag's letters percent-encoded, RFC 3987 §3.1)."""
+        return self.base_url + (path if path.isascii() else quote(path, safe="/%:@!$&'()*+,;=~"))
 
     def section(self, key: str) -> Section:
         """Return the declared section called ``key``."""
         return next(s for s in self.sections if s.key == key)
+
+
+@dataclass(frozen=True)
+class Author:
+    """A byline: a name, and optionally a web page and an e-mail address."""
+
+    name: str
+    url: str = ""
+    email: str = ""
+
+
+@dataclass(frozen=True)
+class MediaFile:
+    """An image file of the content folder: what its URL, feeds and pages need to know of it."""
+
+    name: str  # relative to the content folder, e.g. "media/harbour.jpg"
+    digest: str  # of its bytes: part of its URL, so the URL changes exactly when the bytes do
+    size: int  # bytes
+    mtime_ns: int  # with size: how the loader sees that a cached parse refers to the file as it is now
+    width: int
+    height: int
+    media_type: str  # e.g. "image/jpeg"
+
+    @property
+    def path(self) -> str:
+        """Return the site path the image is served at (content-hashed: cached forever)."""
+        return media_path(self.name, self.digest)
+
+
+def media_path(name: str, digest: str) -> str:
+    """Return the content-hashed site path of a content folder's image ("media/a.jpg" -> "/media/a.<digest>.jpg").
+
+    Two files can share a path only when they share their bytes, so they are the same document.
+    """
+    folder, _, base = name.removeprefix("media/").rpartition("/")
+    stem, dot, suffix = base.rpartition(".")
+    return f"/media/{folder + '/' if folder else ''}{stem}.{digest[:12]}{dot}{suffix}"
+
+
+@dataclass(frozen=True)
+class Image:
+    """An entry's picture: a content folder image (``file``) or an absolute https URL, and its alternative text."""
+
+    url: str  # absolute
+    alt: str
+    file: MediaFile | None = None  # None for an image elsewhere (size unknown)
+
+
+@dataclass(frozen=True)
+class Heading:
+    """A heading of an entry's body, for its table of contents."""
+
+    level: int
+    anchor: str  # the heading's id
+    text: str
 
 
 def entry_path(slug: str) -> str:
@@ -89,6 +147,12 @@ class Entry:
     # digest of the file's name and bytes: what reuse across versions compares (never values:
     # two equal datetimes can print differently); it identifies the body too
     digest: str = ""
+    image: Image | None = None
+    authors: tuple[Author, ...] = ()  # empty: the site's author
+    tags: tuple[str, ...] = ()  # as written; the site decides each tag's label (``tag_labels``)
+    headings: tuple[Heading, ...] = ()
+    media: tuple[MediaFile, ...] = ()  # every content folder image the entry shows (its image and the body's)
+    draft: bool = False
 
     @property
     def path(self) -> str:
@@ -104,15 +168,72 @@ class Entry:
 
 @dataclass(frozen=True)
 class Content:
-    """A complete, valid content version: the site and its entries, newest first."""
+    """A complete, valid content version: the site and its published entries, newest first.
+
+    ``scheduled`` entries are dated after the moment the content was released (``release``) and
+    ``drafts`` are never published: neither appears in any document.
+    """
 
     site: Site
     entries: tuple[Entry, ...]
-    version: str  # digest of every source file's bytes
+    version: str  # digest of every source file's bytes (and of which entries are released)
+    scheduled: tuple[Entry, ...] = ()  # oldest first: the next one to go live comes first
+    drafts: tuple[Entry, ...] = ()
+    folder: str = field(default="", compare=False)  # where the content folder's images are read from
 
     def in_section(self, key: str) -> tuple[Entry, ...]:
         """Return the entries of one section, newest first."""
         return tuple(e for e in self.entries if e.section == key)
+
+    @property
+    def next_release(self) -> datetime | None:
+        """Return when the next scheduled entry goes live (None when nothing is scheduled)."""
+        return self.scheduled[0].published if self.scheduled else None
+
+
+def release(content: Content, now: datetime) -> Content:
+    """Return the content as published at ``now``: entries dated later are scheduled, not published.
+
+    The version names which entries are out, so every process that releases the same files at
+    any moment between the same two publication dates serves the same bytes under the same version.
+    """
+    everything = content.entries + content.scheduled
+    if not any(entry.published > now for entry in everything):
+        if not content.scheduled:
+            return content
+        version = hashlib.sha256(f"{content.version}:all".encode()).hexdigest()[:16]
+        return replace(content, entries=sort_newest_first(everything), scheduled=(), version=version)
+    out = sort_newest_first(entry for entry in everything if entry.published <= now)
+    waiting = tuple(sorted((entry for entry in everything if entry.published > now), key=lambda e: (e.published, e.id)))
+    version = hashlib.sha256(f"{content.version}:{len(out)}:{waiting[0].id}".encode()).hexdigest()[:16]
+    return replace(content, entries=out, scheduled=waiting, version=version)
+
+
+_TAG_SEPARATORS = re.compile(r"[\W_]+")
+
+
+def tag_slug(label: str) -> str:
+    """Return the URL slug of a tag: Unicode letters and digits kept (NFKC, case-folded), everything else one hyphen.
+
+    "Climate Change", "climate-change" and "CLIMATE  change!" are one tag; "Zürich" stays "zürich"
+    (percent-encoded in URLs), so no language loses its words. Empty when the label has no letter or digit.
+    """
+    return _TAG_SEPARATORS.sub("-", unicodedata.normalize("NFKC", label).casefold()).strip("-")
+
+
+def tag_labels(entries: tuple[Entry, ...]) -> dict[str, str]:
+    """Return tag slug -> label for every tag of ``entries`` (newest first), slugs sorted.
+
+    Spellings that slug the same are one tag; its label is the spelling most entries use, and
+    between equally used spellings, the one of the newest entry.
+    """
+    counts: dict[str, dict[str, int]] = {}
+    for entry in entries:
+        for label in entry.tags:
+            spellings = counts.setdefault(tag_slug(label), {})
+            spellings[label] = spellings.get(label, 0) + 1
+    # dicts keep insertion order, so max() picks the newest entry's spelling among equals
+    return {slug: max(spellings, key=spellings.__getitem__) for slug, spellings in sorted(counts.items())}
 
 
 def sort_newest_first(entries) -> tuple[Entry, ...]:

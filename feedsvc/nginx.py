@@ -9,11 +9,20 @@ deploy/nginx-static.conf is this output for the bundled content (a test keeps th
 from __future__ import annotations
 
 from .export import NOT_FOUND_FILE
+from .indexes import OPML_TYPE, ROBOTS_TYPE, SITEMAP_TYPE
+from .media import MEDIA_TYPES
 from .models import Site
 from .publication import FEED_FORMATS
 from .representation import FEED_CACHE, FEED_HEADERS, HTML_SECURITY_HEADERS, IMMUTABLE_CACHE, Headers
 
 _ASSET_TYPES = "text/css css; image/svg+xml svg;"
+_MEDIA_TYPES = " ".join(
+    f"{kind} {' '.join(s.lstrip('.') for s in MEDIA_TYPES if MEDIA_TYPES[s] == kind)};" for kind in dict.fromkeys(MEDIA_TYPES.values())
+)
+
+
+def _bare(media_type: str) -> str:
+    return media_type.split(";")[0]
 
 
 def _quote(value: str) -> str:
@@ -36,7 +45,8 @@ def static_site_config(site: Site, hub_url: str | None = None) -> str:
         "gzip_static on;  # the .gz twin the export wrote next to every compressible file",
         "gzip_vary on;",
         "charset utf-8;",
-        "charset_types text/html text/css image/svg+xml application/rss+xml application/atom+xml application/feed+json;",
+        "charset_types text/html text/css image/svg+xml application/rss+xml application/atom+xml application/feed+json"
+        f" {_bare(SITEMAP_TYPE)} {_bare(OPML_TYPE)} {_bare(ROBOTS_TYPE)};",
         f"error_page 404 /{NOT_FOUND_FILE};",
         "",
         "# a path that is missing now may be published in a minute: never cached",
@@ -63,6 +73,25 @@ def static_site_config(site: Site, hub_url: str | None = None) -> str:
         "location /static/ {",
         f"    types {{ {_ASSET_TYPES} }}",
         *_add_headers((("Cache-Control", IMMUTABLE_CACHE), ("X-Content-Type-Options", "nosniff"))),
+        "}",
+        "# the content folder's images, content-hashed too",
+        "location /media/ {",
+        f"    types {{ {_MEDIA_TYPES} }}",
+        *_add_headers((("Cache-Control", IMMUTABLE_CACHE), ("X-Content-Type-Options", "nosniff"))),
+        "}",
+        "",
+        "# what lists the site for crawlers and readers",
+        "location ~ ^/(sitemap\\.xml|sitemaps/[0-9]+\\.xml)$ {",
+        f"    types {{ }} default_type {_bare(SITEMAP_TYPE)};",
+        *_add_headers((("Cache-Control", FEED_CACHE.format(max_age=site.max_age)),)),
+        "}",
+        "location = /robots.txt {",
+        f"    types {{ }} default_type {_bare(ROBOTS_TYPE)};",
+        *_add_headers((("Cache-Control", FEED_CACHE.format(max_age=site.max_age)),)),
+        "}",
+        "location = /feeds.opml {",
+        f"    types {{ }} default_type {_bare(OPML_TYPE)};",
+        *_add_headers((("Cache-Control", FEED_CACHE.format(max_age=site.max_age)),)),
         "}",
     ]
     for filename, _, media_type in FEED_FORMATS:

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field, replace
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup
 
-from .models import Content, Entry, Section
+from .models import Author, Content, Entry, Section, tag_slug
 
 _environment = Environment(
     loader=PackageLoader("feedsvc", "templates"),
@@ -39,6 +39,8 @@ class PageContext:
     icon_url: str  # the hashed favicon
     section_feeds: tuple[tuple[Section, tuple[FeedLink, ...]], ...] = ()
     chrome: Mapping[str, Markup] = field(default_factory=dict, compare=False)  # head links, header, footer
+    tag_labels: Mapping[str, str] = field(default_factory=dict, compare=False)  # slug -> label, every tag of the site
+    opml_url: str = ""  # every subscription feed in one OPML file
 
     @property
     def home_url(self) -> str:
@@ -52,9 +54,11 @@ def page_context(
     stylesheet_url: str,
     icon_url: str,
     section_feeds: tuple[tuple[Section, tuple[FeedLink, ...]], ...] = (),
+    tag_labels: Mapping[str, str] | None = None,
+    opml_url: str = "",
 ) -> PageContext:
     """Build the shared page context, rendering the parts all pages share once."""
-    context = PageContext(content, feeds, stylesheet_url, icon_url, section_feeds)
+    context = PageContext(content, feeds, stylesheet_url, icon_url, section_feeds, {}, tag_labels or {}, opml_url)
     chrome = _environment.get_template("_chrome.html").module
     site = content.site
     parts = {name: Markup(getattr(chrome, name)(site, context)) for name in ("head", "header", "footer")}
@@ -77,10 +81,48 @@ def render_index(context: PageContext) -> bytes:
     return _render("index.html", context, lead=lead, lists=lists)
 
 
-def render_entry(context: PageContext, entry: Entry) -> bytes:
-    """Render the page of one entry."""
+CONTENTS_FROM = 3  # headings an entry needs before its page lists them at the top
+
+
+def tag_links(context: PageContext, entry: Entry) -> list[tuple[str, str]]:
+    """Return (label, absolute URL) of each of the entry's tags, with the site's label for it."""
     site = context.content.site
-    return _render("entry.html", context, entry=entry, entry_url=site.url(entry.path), section=site.section(entry.section))
+    return [(context.tag_labels[slug], site.url(f"/tags/{slug}/")) for slug in map(tag_slug, entry.tags)]
+
+
+def render_entry(context: PageContext, entry: Entry) -> bytes:
+    """Render the page of one entry: picture, byline, contents (three headings or more), body, tags."""
+    site = context.content.site
+    return _render(
+        "entry.html",
+        context,
+        entry=entry,
+        entry_url=site.url(entry.path),
+        section=site.section(entry.section),
+        contents=entry.headings if len(entry.headings) >= CONTENTS_FROM else (),
+        authors=entry.authors or (Author(site.author),),
+        tags=tag_links(context, entry),
+    )
+
+
+@dataclass(frozen=True)
+class Pager:
+    """Where one page of a paginated list stands: its number, the count, and the pages around it."""
+
+    number: int
+    count: int
+    newer_url: str | None
+    older_url: str | None
+
+
+def render_tag_page(context: PageContext, label: str, entries: tuple[Entry, ...], pager: Pager, feeds: tuple[FeedLink, ...]) -> bytes:
+    """Render one page of a tag's entries, newest first, with its feeds for autodiscovery."""
+    return _render("tag.html", context, label=label, entries=entries, pager=pager, tag_feeds=feeds)
+
+
+def render_tags_index(context: PageContext, tags: tuple[tuple[str, str, int], ...]) -> bytes:
+    """Render the list of every tag: (label, absolute URL, number of entries), by label."""
+    return _render("tags.html", context, tags=tags)
 
 
 @dataclass(frozen=True)

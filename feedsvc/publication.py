@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
+import os
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
@@ -17,18 +18,41 @@ from functools import cache
 from importlib import resources
 
 from .content import ContentError, Problem, shorten
-from .feeds import ATOM_TYPE, JSON_FEED_TYPE, RSS_TYPE, FeedSpec, render_json_feed, render_xml_feeds, site_feeds
-from .models import Content, Entry
+from .feeds import (
+    ATOM_TYPE,
+    JSON_FEED_TYPE,
+    RSS_TYPE,
+    FeedSpec,
+    entries_by_tag,
+    render_json_feed,
+    render_xml_feeds,
+    site_feeds,
+    tag_path,
+)
+from .indexes import (
+    OPML_TYPE,
+    ROBOTS_TYPE,
+    SITEMAP_LIMIT,
+    SITEMAP_TYPE,
+    render_opml,
+    render_robots,
+    render_sitemap,
+    render_sitemap_index,
+)
+from .models import Content, Entry, MediaFile, tag_labels
 from .pages import (
     ArchiveMonth,
     FeedLink,
     PageContext,
+    Pager,
     page_context,
     render_archive_index,
     render_archive_month,
     render_entry,
     render_index,
     render_not_found,
+    render_tag_page,
+    render_tags_index,
 )
 from .representation import FEED_CACHE, FEED_HEADERS, HTML_SECURITY_HEADERS, IMMUTABLE_CACHE, Representation, build_representation
 from .store import StaleBuildError
@@ -47,6 +71,7 @@ LAZY_CACHE_BYTES = 64 * 1024 * 1024
 # Entry pages rendered with the version (served by the fast path from the start): the newest ones,
 # which the landing page and the subscription feeds link to.
 HOT_ENTRY_PAGES = 100
+TAG_PAGE_SIZE = 50  # entries on one page of a tag
 FEED_FORMATS = (  # file name, format name, media type
     ("feed.xml", "RSS", RSS_TYPE),
     ("atom.xml", "Atom", ATOM_TYPE),
@@ -111,7 +136,8 @@ class Publication:
     pages: Mapping[str, Entry] = field(default_factory=dict)  # every entry page's path -> its entry
     render_page: Callable[[Entry], Representation] | None = None
     rendered: RenderedCache = field(default_factory=RenderedCache)
-    renderers: Mapping[str, Callable[[], Representation]] = field(default_factory=dict)  # other documents rendered on request
+    # other documents rendered on request; None when the document is gone (an image replaced since the version was built)
+    renderers: Mapping[str, Callable[[], Representation | None]] = field(default_factory=dict)
 
     @property
     def version(self) -> str:
@@ -134,7 +160,10 @@ class Publication:
         elif path in self.pages and self.render_page is not None:
             rendered = {path: self.render_page(self.pages[path])}
         elif path in self.renderers:
-            rendered = {path: self.renderers[path]()}
+            found = self.renderers[path]()
+            if found is None:
+                return None
+            rendered = {path: found}
         else:
             return None
         # a newer version is served elsewhere (this worker has not switched yet): no Last-Modified rather than a wrong one
@@ -237,6 +266,98 @@ def _html_archives(
     return indexes, months_of
 
 
+def _media_document(folder: str, media: MediaFile) -> Representation | None:
+    """Read a content folder image for its hashed URL; None when the file no longer has those bytes."""
+    try:
+        with open(os.path.join(folder, media.name), "rb") as file:
+            data = file.read(media.size + 1)
+    except OSError:
+        return None
+    if hashlib.sha256(data).hexdigest() != media.digest:
+        return None  # replaced since this version was built: the next version names the new bytes
+    return build_representation(
+        data, media.media_type, cache_control=IMMUTABLE_CACHE, extra_headers=(("X-Content-Type-Options", "nosniff"),), compress=False
+    )
+
+
+def _pages_of(entries: tuple[Entry, ...], size: int) -> list[tuple[Entry, ...]]:
+    return [entries[start : start + size] for start in range(0, len(entries), size)] or [()]
+
+
+def _tag_pages(
+    content: Content, context: PageContext, page: Callable[[bytes], Representation], subscriptions: Mapping[str, FeedSpec]
+) -> tuple[dict[str, Representation], dict[str, Callable[[], Representation]]]:
+    """The tags index (rendered with the version) and each tag's pages, newest first (rendered on request).
+
+    A tag's first page is ``/tags/<slug>/``, the next ones ``/tags/<slug>/page/2/`` and on.
+    """
+    site = content.site
+    labels = context.tag_labels
+    tagged = entries_by_tag(content.entries)
+    index = tuple(
+        sorted(((labels[slug], site.url(tag_path(slug)), len(found)) for slug, found in tagged.items()), key=lambda t: t[0].casefold())
+    )
+    pages: dict[str, Callable[[], Representation]] = {}
+
+    def tag_page(*args) -> Representation:
+        return page(render_tag_page(context, *args))
+
+    for slug, found in tagged.items():
+        chunks = _pages_of(found, TAG_PAGE_SIZE)
+        paths = [tag_path(slug) + (f"page/{number}/" if number > 1 else "") for number in range(1, len(chunks) + 1)]
+        feeds = _feed_links(subscriptions[f"/tags/{slug}"], labels[slug])
+        for number, chunk in enumerate(chunks, start=1):
+            pager = Pager(
+                number,
+                len(chunks),
+                site.url(paths[number - 2]) if number > 1 else None,
+                site.url(paths[number]) if number < len(chunks) else None,
+            )
+            pages[paths[number - 1]] = functools.partial(tag_page, labels[slug], chunk, pager, feeds)
+    return {"/tags/": page(render_tags_index(context, index))}, pages
+
+
+def _sitemaps(content: Content) -> dict[str, Callable[[], Representation]]:
+    """The sitemap (an index of sitemaps beyond SITEMAP_LIMIT pages): landing page, entries, section archives, tags."""
+    site = content.site
+    entries = content.entries
+    newest = entries[0].updated if entries else None
+    urls = [(site.url("/"), newest), (site.url("/archive/"), newest)]
+    for section in site.sections:
+        found = content.in_section(section.key)
+        urls.append((site.url(f"/{section.key}/archive/"), max((e.updated for e in found), default=None)))
+    tagged = entries_by_tag(entries)
+    if tagged:
+        urls.append((site.url("/tags/"), newest))
+    urls += [(site.url(tag_path(slug)), max(e.updated for e in found)) for slug, found in tagged.items()]
+    urls += [(site.url(entry.path), entry.updated) for entry in entries]
+
+    def document(body: bytes) -> Representation:
+        return build_representation(body, SITEMAP_TYPE, cache_control=FEED_CACHE.format(max_age=site.max_age))
+
+    if len(urls) <= SITEMAP_LIMIT:
+        return {"/sitemap.xml": lambda: document(render_sitemap(urls))}
+    parts = [urls[start : start + SITEMAP_LIMIT] for start in range(0, len(urls), SITEMAP_LIMIT)]
+    paths = [f"/sitemaps/{number}.xml" for number in range(1, len(parts) + 1)]
+    index = [(site.url(path), max((m for _, m in part if m is not None), default=None)) for path, part in zip(paths, parts, strict=True)]
+    sitemaps = {path: functools.partial(lambda part: document(render_sitemap(part)), part) for path, part in zip(paths, parts, strict=True)}
+    return {"/sitemap.xml": lambda: document(render_sitemap_index(index)), **sitemaps}
+
+
+def _opml(content: Content, subscriptions: Mapping[str, FeedSpec]) -> bytes:
+    """Every subscription feed of the site, grouped: the site's, each section's, each tag's (RSS URLs)."""
+    site = content.site
+
+    def feed(spec: FeedSpec) -> tuple[str, str, str]:
+        return spec.title, spec.url("feed.xml"), site.url(spec.home_path)
+
+    groups = [(site.title, [feed(subscriptions[""])]), ("Sections", [feed(subscriptions[f"/{s.key}"]) for s in site.sections])]
+    tags = [feed(spec) for prefix, spec in sorted(subscriptions.items()) if prefix.startswith("/tags/")]
+    if tags:
+        groups.append(("Tags", tags))
+    return render_opml(site, groups, subscriptions[""].updated)
+
+
 def build_publication(
     content: Content, hub_url: str | None = None, previous: Publication | None = None, stamp: Stamper | None = None
 ) -> Publication:
@@ -255,14 +376,18 @@ def build_publication(
     site_spec = specs[0]
     assets = _asset_documents()
     subscriptions = {spec.path_prefix: spec for spec in specs if not spec.history.is_archive}
+    labels = tag_labels(content.entries)
     context = page_context(
         content=content,
         feeds=_feed_links(site_spec, site.title),
         stylesheet_url=site.url(assets["style.css"][0]),
         icon_url=site.url(assets["favicon.svg"][0]),
         section_feeds=tuple((section, _feed_links(subscriptions[f"/{section.key}"], section.title)) for section in site.sections),
+        tag_labels=labels,
+        opml_url=site.url("/feeds.opml"),
     )
-    page_key = (site, context.feeds, context.stylesheet_url, context.icon_url)
+    # entry pages show tags by the site's label for them: a label that changes changes them all
+    page_key = (site, context.feeds, context.stylesheet_url, context.icon_url, tuple(labels.items()))
 
     def page(body: bytes) -> Representation:
         return build_representation(body, HTML_TYPE, cache_control=cache_control, extra_headers=HTML_SECURITY_HEADERS)
@@ -302,7 +427,18 @@ def build_publication(
             rendered.update({entry.path: reused})
     archive_indexes, archive_months = _html_archives(content, context, page)
     documents.update(archive_indexes)
+    tags_index, tag_pages = _tag_pages(content, context, page, subscriptions)
+    documents.update(tags_index)
+    documents["/feeds.opml"] = build_representation(_opml(content, subscriptions), OPML_TYPE, cache_control=cache_control)
+    documents["/robots.txt"] = build_representation(render_robots(site), ROBOTS_TYPE, cache_control=cache_control)
     documents.update(assets.values())
+    images = {media.path: media for entry in content.entries for media in entry.media}
+    on_request = {
+        **archive_months,
+        **tag_pages,
+        **_sitemaps(content),
+        **{path: functools.partial(_media_document, content.folder, media) for path, media in images.items()},
+    }
     # never cached: a path that is missing now may be published in a minute
     not_found = build_representation(
         render_not_found(context), HTML_TYPE, cache_control="no-store", extra_headers=HTML_SECURITY_HEADERS, status="404 Not Found"
@@ -319,5 +455,5 @@ def build_publication(
         pages,
         render_page,
         rendered,
-        archive_months,
+        on_request,
     )

@@ -22,6 +22,7 @@ from typing import Any
 from watchfiles._rust_notify import RustNotify  # watchfiles.watch() offers no hook once the watch is in place
 
 from .content import ContentError, FolderScan, Problem, load_content, scan_folder, shorten
+from .models import Content, release
 from .publication import Publication, Stamper, build_publication
 from .store import StaleBuildError, Store
 
@@ -101,8 +102,11 @@ class Publisher:
         hub_url: str | None = None,
         store: Store | None = None,
         on_new_version: Callable[[Publication], None] | None = None,
+        clock: Callable[[], float] = time.time,
     ):
         self.directory = Path(directory)
+        self.clock = clock  # when scheduled entries go live (tests inject one)
+        self._loaded: Content | None = None  # the last good load, scheduled entries included
         self.overrides = dict(overrides or {})
         self.hub_url = hub_url
         self.store = store
@@ -120,7 +124,7 @@ class Publisher:
             seen = fingerprint(self.directory, scan)
             try:
                 # raises ContentError: a service never starts on invalid content
-                self.current = self._build(seen, scan)
+                self.current = self._build(seen, self._load(scan))
                 break
             except StaleBuildError:
                 continue
@@ -148,9 +152,22 @@ class Publisher:
 
         return stamp
 
-    def _build(self, seen: tuple, scan: FolderScan) -> Publication | None:
-        """Build the folder's version, or return None when it is the version already served (a touch)."""
-        content = load_content(self.directory, self.overrides, self._parsed, cache=self.store, scan=scan)
+    def _now(self) -> datetime:
+        return datetime.fromtimestamp(self.clock(), UTC)
+
+    def _load(self, scan: FolderScan) -> Content:
+        """Load the folder (raises ContentError); the result is kept for releasing scheduled entries later."""
+        self._loaded = load_content(self.directory, self.overrides, self._parsed, cache=self.store, scan=scan)
+        return self._loaded
+
+    def release_due(self) -> bool:
+        """Tell whether a scheduled entry's time has come and it is not served yet."""
+        due = None if self.current is None else self.current.content.next_release
+        return due is not None and self._now() >= due
+
+    def _build(self, seen: tuple, loaded: Content) -> Publication | None:
+        """Build the version the folder has now, or return None when it is the version already served (a touch)."""
+        content = release(loaded, self._now())
         if self.current is not None and content.version == self.current.version:
             return None
         publication = build_publication(content, self.hub_url, self.current, self._stamper(content.version, seen))
@@ -167,9 +184,11 @@ class Publisher:
                 try:
                     scan = scan_folder(self.directory)
                     seen = fingerprint(self.directory, scan)
-                    if seen == self._fingerprint:
+                    releasing = seen == self._fingerprint
+                    if releasing and not self.release_due():
                         return False
-                    publication = self._build(seen, scan)
+                    # a scheduled entry's time came: release the last good load, even while an edit is broken
+                    publication = self._build(seen, self._loaded if releasing else self._load(scan))
                 except StaleBuildError:  # saved again while we built: build what is there now
                     continue
                 except ContentError as error:
@@ -182,7 +201,7 @@ class Publisher:
                 if publication is None:
                     self._fixed(seen)
                     return False
-                return self._swap(seen, publication)
+                return self._swap(seen, publication, fixed=not releasing)
             return False
 
     def _failed(self, seen: tuple | None, error: ContentError) -> None:
@@ -204,9 +223,10 @@ class Publisher:
         self.error = None
         self.loaded_at = datetime.now(UTC)
 
-    def _swap(self, seen: tuple, publication: Publication) -> bool:
+    def _swap(self, seen: tuple, publication: Publication, fixed: bool = True) -> bool:
         self.current = publication  # one reference swap: atomic for readers
-        self._fixed(seen)
+        if fixed:
+            self._fixed(seen)
         _settle_heap()
         log.info("serving content version %s (%d entries)", publication.version, len(publication.content.entries))
         if self.on_new_version is not None:
@@ -262,7 +282,7 @@ class Publisher:
                         log.info("content folder %s now names %s: watching it", self.directory, os.path.realpath(self.directory))
                         return
                     now = time.monotonic()
-                    if result != "timeout":
+                    if result != "timeout" or self.release_due():  # scheduled entries go live within a poll
                         self.refresh()
                     elif now - checked > SAFETY_NET_SECONDS:
                         checked, seen_folders = now, folders_signature(self.directory)

@@ -15,11 +15,11 @@ Headers = tuple[tuple[str, str], ...]
 FEED_CACHE = "public, max-age={max_age}"
 # Hashed asset names change with their bytes, so a cached copy is never stale (RFC 8246).
 IMMUTABLE_CACHE = "public, max-age=31536000, immutable"
-# Pages carry no script and load nothing from elsewhere.
+# Pages carry no script and load nothing from elsewhere but pictures (an entry's image may be an https URL).
 HTML_SECURITY_HEADERS: Headers = (
     (
         "Content-Security-Policy",
-        "default-src 'none'; style-src 'self'; img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+        "default-src 'none'; style-src 'self'; img-src 'self' https:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
     ),
     ("X-Content-Type-Options", "nosniff"),
     ("Referrer-Policy", "strict-origin-when-cross-origin"),
@@ -108,9 +108,10 @@ def build_representation(
     last_modified: datetime | None = None,
     extra_headers: Headers = (),
     status: str = "200 OK",
+    compress: bool = True,
 ) -> Representation:
-    """Compress, hash and lay out the headers of one document."""
-    compressed = gzip.compress(body, compresslevel=6, mtime=0) if len(body) >= _MIN_GZIP_SIZE else None
+    """Compress (unless told the bytes are compressed already, like pictures), hash and lay out the headers of one document."""
+    compressed = gzip.compress(body, compresslevel=6, mtime=0) if compress and len(body) >= _MIN_GZIP_SIZE else None
     if compressed is not None and len(compressed) >= len(body):
         compressed = None
     return Representation(

@@ -96,8 +96,8 @@ def slug_of(path: str) -> str:
 @pytest.mark.parametrize("width", WIDTHS)
 def test_every_page_loads_cleanly_without_horizontal_scrolling(browser, site, width):
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    paths = ["/", *entry_paths(site), "/archive/", "/archive/2025-07/", "/latest/archive/"]
-    assert len(paths) == 15
+    paths = ["/", *entry_paths(site), "/archive/", "/archive/2025-07/", "/latest/archive/", "/tags/"]
+    assert len(paths) == 16
     for path, status in [*((p, 200) for p in paths), ("/no-such-page", 404)]:
         context, page, problems = visit(browser, site + path, width, expected_status=status)
         try:
@@ -112,7 +112,8 @@ def test_every_page_loads_cleanly_without_horizontal_scrolling(browser, site, wi
                 ["application/feed+json", f"{site}/feed.json"],
             ]
             assert feeds[:3] == site_feeds
-            assert len(feeds) == (12 if path == "/" else 3)  # the landing page also offers every section's feeds
+            # the landing page also offers every section's feeds, and all of them in one OPML file
+            assert len(feeds) == (13 if path == "/" else 3)
             assert page.eval_on_selector("link[rel=stylesheet]", "l => l.sheet !== null")  # CSS applied under the CSP
             assert page.locator("h1").count() == 1
         finally:

@@ -19,7 +19,9 @@ def _page(client, path):
 
 
 def test_landing_page_has_autodiscovery_for_every_feed(client):
-    links = _page(client, "/").xpath("//head/link[@rel='alternate']")
+    page = _page(client, "/")
+    links = page.xpath("//head/link[@rel='alternate'][@type!='text/x-opml']")
+    assert page.xpath("//head/link[@type='text/x-opml']/@href") == [f"{BASE}/feeds.opml"]  # every feed at once
     types = {"feed.xml": "application/rss+xml", "atom.xml": "application/atom+xml", "feed.json": "application/feed+json"}
     expected = {
         (media_type, f"{BASE}{prefix}/{name}") for prefix in ("", "/article", "/featured", "/latest") for name, media_type in types.items()
@@ -68,8 +70,13 @@ def test_every_feed_item_link_resolves_to_an_html_page(client):
 def test_article_page_has_its_headings_lists_and_closing_advice(client):
     page = _page(client, "/posts/ketamine-therapy-high-risk-high-reward-for-severe-depression/")
     assert len(page.xpath("//h1")) == 1
-    assert len(page.xpath("//article//h2")) == 7
-    assert len(page.xpath("//article//li")) == 7
+    headings = page.xpath("//article//div[@class='body']//h2")
+    assert len(headings) == 7
+    assert len(page.xpath("//article//div[@class='body']//li")) == 7
+    # the source page's table of contents: one link per heading, each to the heading's id
+    contents = page.xpath("//nav[@class='contents']//a")
+    assert [a.text for a in contents] == [h.text for h in headings]
+    assert [a.get("href") for a in contents] == ["#" + h.get("id") for h in headings]
     assert "Always seek the advice of a healthcare professional" in page.text_content()
 
 
@@ -88,7 +95,7 @@ def test_titles_are_escaped_in_pages(content_dir):
         """
         id: "tag:example.com,2025:xss"
         title: '<script>alert(1)</script> & co'
-        date: 2030-01-01T00:00:00Z
+        date: 2025-01-01T00:00:00Z
         section: latest
         """,
         body="<script>alert(2)</script>\n",
@@ -113,7 +120,7 @@ def test_every_page_is_under_10_kb_gzipped(app):
     publication = app.extensions["feedsvc"].current
     documents = {path: publication.document(path) for path in publication.paths()}
     pages = {path: rep for path, rep in documents.items() if rep.identity.headers[0][1].startswith("text/html")}
-    assert len(pages) == 12 + 8  # landing page, 11 entries, 4 archive indexes and 4 month pages
+    assert len(pages) == 12 + 8 + 1  # landing page, 11 entries, 4 archive indexes, 4 month pages, the tags index
     for path, representation in pages.items():
         assert len(representation.gzip.body) < 10 * 1024, path
 

@@ -69,11 +69,6 @@ EDITS = {
         ["/feed.xml", "/featured/feed.json", ARTICLE_PAGE, OTHER_PAGE],
         None,
     ),
-    "post dated in the future": (
-        lambda d: write_entry(d, "later.md", 'id: "urn:x:later"\ntitle: Later\ndate: 2099-01-01T00:00:00Z\nsection: latest'),
-        ["/feed.xml", "/latest/feed.xml"],
-        ARTICLE_PAGE,
-    ),
 }
 
 
