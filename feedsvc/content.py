@@ -801,11 +801,11 @@ def _load_site(directory: Path, overrides: Mapping[str, Any], problems: list[Pro
     return Site(**values), raw
 
 
-def _image(values: dict, name: str, find_image: ImageFinder, problems: list[Problem]) -> Image | None:
+def _image(values: dict, written: dict, name: str, find_image: ImageFinder, problems: list[Problem]) -> Image | None:
     """The entry's picture from its front matter (``image`` + ``image_alt``), or None."""
     reference, alt = values.get("image"), values.get("image_alt")
     if reference is None:
-        if alt is not None:
+        if alt is not None and written.get("image") is None:  # (an image given but wrong is reported already)
             problems.append(Problem(name, "image_alt", "describes no image; add 'image: media/...' or remove it"))
         return None
     if alt is None:
@@ -850,7 +850,7 @@ def _parse_entry(name: str, raw: bytes, digest: str, site: Site, library: MediaL
         media = library.get(target)
         return site.url(media.path), media
 
-    image = _image(values, name, find_image, problems)
+    image = _image(values, data, name, find_image, problems)
     page_url = site.url(entry_path(slug))
     body_source = parts[1]
     body = render_markdown(body_source, page_url, find_image) if body_source.strip() else RenderedMarkdown("", "", (), (), ())
