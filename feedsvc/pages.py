@@ -75,9 +75,13 @@ def render_index(context: PageContext) -> bytes:
     """Render the landing page: the lead entry, then one list per remaining section."""
     content = context.content
     first, *others = content.site.sections
-    lead = next(iter(content.in_section(first.key)), None)
-    # the newest few per section: with thousands of entries the feeds' archives hold the rest
-    lists = [(section, content.in_section(section.key)[: content.site.item_limit]) for section in others]
+    leading = content.in_section(first.key)
+    lead = next(iter(leading), None)
+    # the newest few per section: with thousands of entries the feeds' archives hold the rest;
+    # the lead's own section is listed too when it has more than the lead (a newsroom's news)
+    limit = content.site.item_limit
+    lists = [(first, leading[1 : limit + 1])] if len(leading) > 1 else []
+    lists += [(section, content.in_section(section.key)[:limit]) for section in others]
     return _render("index.html", context, lead=lead, lists=lists)
 
 

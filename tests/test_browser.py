@@ -162,3 +162,82 @@ def test_axe_finds_no_serious_or_critical_violations(browser, site, color_scheme
             assert serious == [], (path, color_scheme, width, serious)
         finally:
             context.close()
+
+
+@pytest.fixture(scope="module")
+def newsroom(tmp_path_factory):
+    content = tmp_path_factory.mktemp("browser-newsroom") / "newsroom"
+    shutil.copytree(ROOT / "examples" / "newsroom", content)
+    with running_service(content, content.parent) as (base, _):
+        yield base
+
+
+NEWSROOM_PAGES = [
+    "/",
+    "/posts/harbour-reopens/",  # picture, byline with a link, contents, a picture in the body, tags
+    "/posts/market-day/",  # a WebP picture, a tag with non-ASCII letters
+    "/posts/council-budget/",  # no picture
+    "/tags/",
+    "/tags/harbour/",
+    "/tags/caf%C3%A9-culture/",
+    "/archive/2025-03/",
+]
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_newsroom_pages_show_every_picture_without_layout_shift_or_sideways_scrolling(browser, newsroom, width):
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    for path in NEWSROOM_PAGES:
+        context, page, problems = visit(browser, newsroom + path, width)
+        try:
+            page.screenshot(path=str(ARTIFACTS / f"newsroom-{slug_of(path)}-{width}.png"), full_page=True)
+            assert problems.messages == [], (path, problems.messages)  # no image blocked by the CSP, none missing
+            overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+            assert overflow <= 0, f"{path} scrolls sideways by {overflow}px at {width}px"
+            pictures = page.evaluate(
+                """() => [...document.images].map(i => ({src: i.src, loaded: i.complete && i.naturalWidth > 0,
+                    right: i.getBoundingClientRect().right, width: i.getAttribute('width'), height: i.getAttribute('height')}))"""
+            )
+            page.evaluate("() => window.scrollTo(0, document.body.scrollHeight)")  # lazy thumbnails load on the way
+            page.wait_for_load_state("networkidle")
+            loaded = page.evaluate("() => [...document.images].every(i => i.complete && i.naturalWidth > 0)")
+            assert loaded, (path, pictures)
+            for picture in pictures:
+                assert picture["width"] and picture["height"], picture  # the box is reserved before the bytes arrive
+                assert picture["right"] <= width, picture
+            if path in ("/", "/posts/harbour-reopens/", "/tags/harbour/"):
+                assert pictures, path
+        finally:
+            context.close()
+
+
+def test_the_contents_list_jumps_to_its_headings(browser, newsroom):
+    context, page, problems = visit(browser, newsroom + "/posts/harbour-reopens/", 375)
+    try:
+        links = page.locator("nav.contents a")
+        assert links.count() == 3
+        links.nth(2).click()
+        assert page.evaluate("location.hash") == "#what-comes-next"
+        assert page.evaluate("document.querySelector(':target').id") == "what-comes-next"
+        top = page.evaluate("document.getElementById('what-comes-next').getBoundingClientRect().top")
+        assert 0 <= top < page.evaluate("window.innerHeight")  # scrolled into view
+        assert problems.messages == []
+    finally:
+        context.close()
+
+
+@pytest.mark.parametrize("color_scheme", ["light", "dark"])
+@pytest.mark.parametrize("width", WIDTHS)
+def test_axe_finds_no_serious_or_critical_violations_on_the_newsroom(browser, newsroom, color_scheme, width):
+    require(AXE.exists(), f"{AXE} is missing (npm ci --prefix tests/browser)")
+    for path in NEWSROOM_PAGES:
+        context, page, _ = visit(browser, newsroom + path, width, color_scheme=color_scheme, bypass_csp=True)
+        try:
+            page.add_script_tag(path=str(AXE))
+            violations = page.evaluate(
+                "async () => (await axe.run(document)).violations.map(v => ({id: v.id, impact: v.impact, nodes: v.nodes.length}))"
+            )
+            serious = [v for v in violations if v["impact"] in ("serious", "critical")]
+            assert serious == [], (path, color_scheme, width, serious)
+        finally:
+            context.close()
