@@ -108,6 +108,12 @@ def static_site_config(site: Site, hub_url: str | None = None) -> str:
             *_add_headers(feed_headers),
         ]
         if hub_url:  # WebSub §4: subscription documents name their hub and themselves
-            lines.append(f'    add_header Link \'<{hub_url}>; rel="hub", <{site.base_url}$uri>; rel="self"\' always;')
+            # the path as requested, without the query: $uri is decoded (a tag's letters would go out raw),
+            # and a numbered capture would be escaped again; inside `if`, only `set` (rewrite module)
+            lines += [
+                "    set $self_path $request_uri;",
+                '    if ($request_uri ~ "^(?<requested_path>[^?]*)") { set $self_path $requested_path; }',
+                f'    add_header Link \'<{hub_url}>; rel="hub", <{site.base_url}$self_path>; rel="self"\' always;',
+            ]
         lines.append("}")
     return "\n".join(lines) + "\n"
