@@ -150,9 +150,13 @@ def _slug(value: Any) -> str:
     return slug
 
 
+# RFC 8141 §2: "urn:", a namespace id of 2-32 letters, digits and inner hyphens, ":", the rest
+_URN = re.compile(r"^urn:[A-Za-z0-9][A-Za-z0-9-]{0,30}[A-Za-z0-9]:\S+$", re.IGNORECASE)
+
+
 def _uri_id(value: Any) -> str:
     text = _required_text(value)
-    if not _URI.match(text):
+    if not _URI.match(text) or (text[:4].lower() == "urn:" and not _URN.match(text)):
         raise _FieldError(f"{quote(text)} is not a URI; use a permanent id such as 'urn:uuid:{uuid.uuid4()}'")
     return text
 

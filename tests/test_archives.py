@@ -161,7 +161,7 @@ def test_an_edit_changes_only_the_archive_documents_that_hold_the_entry(tmp_path
     directory = generate(tmp_path / "content", 1_000)  # 2025-06-30 to 2025-07-07
     before = build_publication(load_content(directory))
     if edit == "add":
-        write_entry(directory, "newest.md", 'id: "urn:x:newest"\ntitle: Newest\ndate: 2025-07-08T09:00:00Z\nsection: latest')
+        write_entry(directory, "newest.md", 'id: "urn:example:newest"\ntitle: Newest\ndate: 2025-07-08T09:00:00Z\nsection: latest')
     elif edit == "delete-oldest":
         (directory / "posts" / "post-00999.md").unlink()
     else:

@@ -33,7 +33,7 @@ def test_check_accepts_the_bundled_content():
 
 
 def test_check_lists_every_problem_as_file_field_message(content_dir):
-    bad = write_entry(content_dir, "bad.md", 'id: "urn:x:1"\ntitle: ""\ndate: someday\nsection: sport')
+    bad = write_entry(content_dir, "bad.md", 'id: "urn:example:1"\ntitle: ""\ndate: someday\nsection: sport')
     result = _run("check", "--content", str(content_dir))
     assert result.returncode == 1
     lines = result.stderr.splitlines()

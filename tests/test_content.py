@@ -139,6 +139,8 @@ def _problems(content_dir: Path) -> list[str]:
         (GOOD_ENTRY.replace("Jul 08, 2025 09:00", "Feb 30, 2025"), "date", "is not a date"),
         (GOOD_ENTRY.replace("section: latest", "section: sport"), "section", "is not a section"),
         (GOOD_ENTRY.replace('"urn:uuid:5b0f4f8e-0c55-4bd7-a1c6-3f61f3f0a001"', "not a uri"), "id", "is not a URI"),
+        # RFC 8141: a namespace id has 2 characters at least (the W3C validator: "id is not a valid URN")
+        (GOOD_ENTRY.replace('"urn:uuid:5b0f4f8e-0c55-4bd7-a1c6-3f61f3f0a001"', "urn:x:1"), "id", "is not a URI"),
         (GOOD_ENTRY + "\n    slug: Not A Slug", "slug", "is not a slug"),
         (GOOD_ENTRY + "\n    tittle: typo", "tittle", "unknown field"),
         (GOOD_ENTRY.replace("title: A good entry", "title: [unclosed"), "front matter", "invalid YAML at line"),
@@ -170,7 +172,7 @@ def test_non_utf8_file_is_named_with_the_offending_byte(content_dir):
 
 
 def test_half_written_file_without_closing_delimiter_is_reported(content_dir):
-    (content_dir / "posts" / "half.md").write_text("---\nid: urn:x:1\ntitle: Half")
+    (content_dir / "posts" / "half.md").write_text("---\nid: urn:example:1\ntitle: Half")
     assert any(p.startswith("posts/half.md: front matter: missing") for p in _problems(content_dir))
 
 

@@ -87,7 +87,7 @@ def test_a_new_export_switches_one_symlink_and_removes_the_old_one(tmp_path, con
     export_publication(build_publication(load_content(content_dir)), tmp_path / "site")
     first = (tmp_path / "site").resolve()
     assert (tmp_path / "site").is_symlink() and not (tmp_path / "site" / "stale.html").exists()
-    write_entry(content_dir, "new.md", 'id: "urn:x:new"\ntitle: New\ndate: 2025-07-08T10:00:00Z\nsection: latest')
+    write_entry(content_dir, "new.md", 'id: "urn:example:new"\ntitle: New\ndate: 2025-07-08T10:00:00Z\nsection: latest')
     export_publication(build_publication(load_content(content_dir)), tmp_path / "site")
     assert (tmp_path / "site").resolve() != first and not first.exists()
     assert (tmp_path / "site" / "posts" / "new" / "index.html").exists()

@@ -137,7 +137,7 @@ def test_rss_description_is_escaped_html_so_readers_show_the_text(content_dir):
     write_entry(
         content_dir,
         "aside.md",
-        'id: "urn:x:aside"\ntitle: Aside\ndate: 2025-07-08T10:00:00Z\nsection: latest',
+        'id: "urn:example:aside"\ntitle: Aside\ndate: 2025-07-08T10:00:00Z\nsection: latest',
         body="A body that mentions <aside> and 5 < 6 & more.\n",
     )
     spec = site_feed(load_content(content_dir))

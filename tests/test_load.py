@@ -57,7 +57,7 @@ def _states(directory: Path):
         _atomic_write(posts / "load-test.md", (posts / "load-test.md").read_text().replace("Breaking during", "Edited during"))
 
     def broken():  # a half-saved file: no closing delimiter; the last good version must stay
-        (posts / "load-test.md").write_text("---\nid: urn:x:1\ntitle: half")
+        (posts / "load-test.md").write_text("---\nid: urn:example:1\ntitle: half")
 
     def delete():
         edit_text = "---\n" + NEW_POST.replace("    ", "").strip().replace("Breaking during", "Edited during") + "\n---\n"

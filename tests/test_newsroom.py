@@ -193,7 +193,7 @@ def test_a_broken_field_names_the_file_the_field_and_the_fix(newsroom, front_mat
     (newsroom / "media" / "fake.jpg").write_bytes(b"not a picture at all")
     Image.new("RGB", (4, 4)).save(newsroom / "media" / "png-named.jpg", format="PNG")
     (newsroom / "media" / "notes.txt").write_text("notes")
-    write_entry(newsroom, "broken.md", f'id: "urn:x:broken"\ntitle: Broken\ndate: 2025-01-01 10:00\nsection: news\n{front_matter}', body)
+    write_entry(newsroom, "broken.md", f'id: "urn:example:broken"\ntitle: Broken\ndate: 2025-01-01 10:00\nsection: news\n{front_matter}', body)
     with pytest.raises(ContentError) as caught:
         load_content(newsroom)
     problems = [p for p in caught.value.problems if p.file == "posts/broken.md"]
@@ -203,7 +203,7 @@ def test_a_broken_field_names_the_file_the_field_and_the_fix(newsroom, front_mat
 def test_an_https_image_is_shown_and_carried_without_a_length(newsroom, tmp_path):
     url = "https://images.example.org/wire/harbour.jpg"
     write_entry(
-        newsroom, "wire.md", f'id: "urn:x:wire"\ntitle: Wire\ndate: 2025-04-01 10:00\nsection: news\nimage: {url}\nimage_alt: A wire photo'
+        newsroom, "wire.md", f'id: "urn:example:wire"\ntitle: Wire\ndate: 2025-04-01 10:00\nsection: news\nimage: {url}\nimage_alt: A wire photo'
     )
     client = make_app(newsroom, tmp_path / "state").test_client()
     assert page(client, "/posts/wire/").xpath("//figure/img/@src") == [url]
@@ -259,7 +259,7 @@ def test_tags_are_categories_with_a_stable_term_and_the_sites_label(client):
 def test_spellings_that_slug_the_same_are_one_tag(spellings, label):
     moment = datetime(2025, 1, 1, tzinfo=UTC)
     entries = tuple(  # newest first, as a content's entries are
-        Entry(f"urn:x:{n}", f"e{n}", "E", moment, moment, "news", "", "", tags=tuple(tags)) for n, tags in enumerate(spellings)
+        Entry(f"urn:example:{n}", f"e{n}", "E", moment, moment, "news", "", "", tags=tuple(tags)) for n, tags in enumerate(spellings)
     )
     assert tag_labels(entries) == {tag_slug(label): label}
 
@@ -319,7 +319,7 @@ def test_tag_pages_are_paginated_with_stable_urls(tmp_path):
         write_entry(
             folder,
             f"n{number:03}.md",
-            f'id: "urn:x:n{number}"\ntitle: Note {number}\ndate: 2024-01-01T00:{number // 60:02}:{number % 60:02}Z\nsection: news\ntags: [Notes]',
+            f'id: "urn:example:n{number}"\ntitle: Note {number}\ndate: 2024-01-01T00:{number // 60:02}:{number % 60:02}Z\nsection: news\ntags: [Notes]',
         )
     client = make_app(folder, tmp_path / "state").test_client()
     titles, path = [], "/tags/notes/"
@@ -406,15 +406,15 @@ def test_a_scheduled_post_goes_live_within_a_second_without_a_file_event_and_the
     try:
         due = time.time() + 2
         moment = datetime.fromtimestamp(due, UTC).isoformat(timespec="milliseconds")
-        write_entry(newsroom, "soon.md", f'id: "urn:x:soon"\ntitle: Soon\ndate: "{moment}"\nsection: news\ntags: [Harbour]')
+        write_entry(newsroom, "soon.md", f'id: "urn:example:soon"\ntitle: Soon\ndate: "{moment}"\nsection: news\ntags: [Harbour]')
         app = create_app({"CONTENT_DIR": str(newsroom), "STATE_DIR": str(tmp_path / "state"), "RELOAD_INTERVAL": 0.3, "HUB_URL": hub.url})
         notifier = app.extensions["feedsvc.websub"]
         notifier.first_delay = 0.05
         assert notifier.wait(30)
         hub.clear()
         client = app.test_client()
-        assert b"urn:x:soon" not in client.get("/feed.xml").data
-        while b"urn:x:soon" not in client.get("/feed.xml").data and time.time() < due + 10:
+        assert b"urn:example:soon" not in client.get("/feed.xml").data
+        while b"urn:example:soon" not in client.get("/feed.xml").data and time.time() < due + 10:
             time.sleep(0.05)
         assert time.time() - due < 1.0, "published more than a second late"
         assert notifier.wait(30)
@@ -515,11 +515,11 @@ def test_the_opml_file_lists_every_subscription_feed_and_each_answers(client):
 
 
 def test_a_table_of_contents_needs_three_headings_and_never_steals_an_id(newsroom, tmp_path):
-    write_entry(newsroom, "two.md", 'id: "urn:x:two"\ntitle: Two\ndate: 2025-01-01 10:00\nsection: news', "## One\n\nx\n\n## Two\n\ny\n")
+    write_entry(newsroom, "two.md", 'id: "urn:example:two"\ntitle: Two\ndate: 2025-01-01 10:00\nsection: news', "## One\n\nx\n\n## Two\n\ny\n")
     write_entry(
         newsroom,
         "main.md",
-        'id: "urn:x:main"\ntitle: Main\ndate: 2025-01-02 10:00\nsection: news',
+        'id: "urn:example:main"\ntitle: Main\ndate: 2025-01-02 10:00\nsection: news',
         "## Main\n\na\n\n## Main\n\nb\n\n### Contents\n\nc\n",
     )
     client = make_app(newsroom, tmp_path / "state").test_client()

@@ -142,7 +142,7 @@ def apply_edit(content_dir: Path, op: tuple) -> None:
         when = datetime(2025, 7, 1, tzinfo=UTC) + timedelta(minutes=value * 17)
         _write(
             content_dir / "posts" / f"added-{name}.md",
-            {"id": f"urn:x:added-{name}", "title": f"Added {name}", "date": when.isoformat(), "section": "latest"},
+            {"id": f"urn:example:added-{name}", "title": f"Added {name}", "date": when.isoformat(), "section": "latest"},
             f"Body {value}\n",
         )
         return

@@ -102,7 +102,7 @@ def test_last_modified_never_goes_backwards_even_when_the_clock_does(content_dir
     stamps = [_last_modified(app, "/feed.xml")]
     for step, title in enumerate(["One", "Two", "Three"]):
         clock.now = START - step  # the clock steps back (NTP) or stands still within a second
-        write_entry(content_dir, "moving.md", f'id: "urn:x:moving"\ntitle: {title}\ndate: 2025-07-08T10:00:00Z\nsection: latest')
+        write_entry(content_dir, "moving.md", f'id: "urn:example:moving"\ntitle: {title}\ndate: 2025-07-08T10:00:00Z\nsection: latest')
         assert publisher.refresh()
         stamps.append(_last_modified(app, "/feed.xml"))
     assert stamps == sorted(set(stamps))  # strictly increasing: each version is newer than the last
@@ -167,7 +167,7 @@ def test_last_modified_is_never_later_than_date_when_edits_come_within_a_second(
     with running_service(content_dir, tmp_path, env={"FEEDSVC_STATE_DIR": str(tmp_path / "state")}) as (base, _):
         seen = []
         for title in ("First", "Second", "Third"):
-            write_entry(content_dir, "quick.md", f'id: "urn:x:quick"\ntitle: {title}\ndate: 2025-07-08T10:00:00Z\nsection: latest')
+            write_entry(content_dir, "quick.md", f'id: "urn:example:quick"\ntitle: {title}\ndate: 2025-07-08T10:00:00Z\nsection: latest')
             for _ in range(200):
                 _, headers, body = fetch(base + "/feed.xml")
                 if title.encode() in body:

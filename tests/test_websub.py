@@ -78,7 +78,7 @@ def test_a_change_pings_the_hub_for_each_changed_feed_only(content_dir, state_di
     app, publisher = make_app(content_dir, state_dir, hub.url)
     hub.clear()
     caplog.set_level(logging.INFO, logger="feedsvc.websub")
-    write_entry(content_dir, "pushed.md", 'id: "urn:x:pushed"\ntitle: Pushed\ndate: 2025-07-08T10:00:00Z\nsection: featured')
+    write_entry(content_dir, "pushed.md", 'id: "urn:example:pushed"\ntitle: Pushed\ndate: 2025-07-08T10:00:00Z\nsection: featured')
     assert publisher.refresh()
     assert app.extensions["feedsvc.websub"].wait(30)
     assert hub.topics() == _feeds("", "/featured")  # article and latest feeds did not change
@@ -89,7 +89,7 @@ def test_changes_made_while_the_service_was_down_are_announced_on_start(content_
     app, _ = make_app(content_dir, state_dir, hub.url)
     app.extensions["feedsvc.websub"].close()  # the service stops
     hub.clear()
-    write_entry(content_dir, "offline.md", 'id: "urn:x:offline"\ntitle: Offline\ndate: 2025-07-08T10:00:00Z\nsection: latest')
+    write_entry(content_dir, "offline.md", 'id: "urn:example:offline"\ntitle: Offline\ndate: 2025-07-08T10:00:00Z\nsection: latest')
     make_app(content_dir, state_dir, hub.url)
     assert hub.topics() == _feeds("", "/latest")
 
@@ -137,7 +137,7 @@ def test_a_slow_hub_never_blocks_reloads_or_requests(content_dir, state_dir, hub
     hub.clear()
     hub.release.clear()  # the hub holds every ping until released
     hub.arrived.clear()
-    write_entry(content_dir, "pushed.md", 'id: "urn:x:pushed"\ntitle: Pushed\ndate: 2025-07-08T10:00:00Z\nsection: latest')
+    write_entry(content_dir, "pushed.md", 'id: "urn:example:pushed"\ntitle: Pushed\ndate: 2025-07-08T10:00:00Z\nsection: latest')
     assert publisher.refresh()  # returns while the hub has not answered
     assert hub.arrived.wait(10)
     assert hub.received == []
@@ -151,7 +151,7 @@ def test_pings_wait_until_every_worker_serves_the_new_version(content_dir, state
     # two workers sharing one state folder (here: two apps in one process)
     apps = [make_app(content_dir, state_dir, hub.url) for _ in range(2)]
     hub.clear()
-    write_entry(content_dir, "pushed.md", 'id: "urn:x:pushed"\ntitle: Pushed\ndate: 2025-07-08T10:00:00Z\nsection: latest')
+    write_entry(content_dir, "pushed.md", 'id: "urn:example:pushed"\ntitle: Pushed\ndate: 2025-07-08T10:00:00Z\nsection: latest')
     (first_app, first), (second_app, second) = apps
     assert first.refresh()
     assert first_app.extensions["feedsvc.websub"].wait(10)

@@ -97,7 +97,7 @@ def test_a_real_hub_delivers_every_edit_fresh_from_two_workers(content_dir, tmp_
                 assert response.status == 202  # the hub verified our intent before answering
             for number in range(1, 6):
                 title = f"Edit number {number}"
-                write_entry(content_dir, "live.md", f'id: "urn:x:live"\ntitle: {title}\ndate: 2025-07-08T10:00:00Z\nsection: latest')
+                write_entry(content_dir, "live.md", f'id: "urn:example:live"\ntitle: {title}\ndate: 2025-07-08T10:00:00Z\nsection: latest')
                 delivered = subscriber.wait_for(number)
                 # pinged only once both workers served the edit: the hub's fetch got the new feed
                 newest = feedparser.parse(delivered[-1])
