@@ -193,7 +193,9 @@ def test_a_broken_field_names_the_file_the_field_and_the_fix(newsroom, front_mat
     (newsroom / "media" / "fake.jpg").write_bytes(b"not a picture at all")
     Image.new("RGB", (4, 4)).save(newsroom / "media" / "png-named.jpg", format="PNG")
     (newsroom / "media" / "notes.txt").write_text("notes")
-    write_entry(newsroom, "broken.md", f'id: "urn:example:broken"\ntitle: Broken\ndate: 2025-01-01 10:00\nsection: news\n{front_matter}', body)
+    write_entry(
+        newsroom, "broken.md", f'id: "urn:example:broken"\ntitle: Broken\ndate: 2025-01-01 10:00\nsection: news\n{front_matter}', body
+    )
     with pytest.raises(ContentError) as caught:
         load_content(newsroom)
     problems = [p for p in caught.value.problems if p.file == "posts/broken.md"]
@@ -203,7 +205,9 @@ def test_a_broken_field_names_the_file_the_field_and_the_fix(newsroom, front_mat
 def test_an_https_image_is_shown_and_carried_without_a_length(newsroom, tmp_path):
     url = "https://images.example.org/wire/harbour.jpg"
     write_entry(
-        newsroom, "wire.md", f'id: "urn:example:wire"\ntitle: Wire\ndate: 2025-04-01 10:00\nsection: news\nimage: {url}\nimage_alt: A wire photo'
+        newsroom,
+        "wire.md",
+        f'id: "urn:example:wire"\ntitle: Wire\ndate: 2025-04-01 10:00\nsection: news\nimage: {url}\nimage_alt: A wire photo',
     )
     client = make_app(newsroom, tmp_path / "state").test_client()
     assert page(client, "/posts/wire/").xpath("//figure/img/@src") == [url]
@@ -515,7 +519,9 @@ def test_the_opml_file_lists_every_subscription_feed_and_each_answers(client):
 
 
 def test_a_table_of_contents_needs_three_headings_and_never_steals_an_id(newsroom, tmp_path):
-    write_entry(newsroom, "two.md", 'id: "urn:example:two"\ntitle: Two\ndate: 2025-01-01 10:00\nsection: news', "## One\n\nx\n\n## Two\n\ny\n")
+    write_entry(
+        newsroom, "two.md", 'id: "urn:example:two"\ntitle: Two\ndate: 2025-01-01 10:00\nsection: news', "## One\n\nx\n\n## Two\n\ny\n"
+    )
     write_entry(
         newsroom,
         "main.md",
