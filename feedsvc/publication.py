@@ -285,15 +285,17 @@ def _pages_of(entries: tuple[Entry, ...], size: int) -> list[tuple[Entry, ...]]:
 
 
 def _tag_pages(
-    content: Content, context: PageContext, page: Callable[[bytes], Representation], subscriptions: Mapping[str, FeedSpec]
+    context: PageContext,
+    page: Callable[[bytes], Representation],
+    subscriptions: Mapping[str, FeedSpec],
+    tagged: Mapping[str, tuple[Entry, ...]],
 ) -> tuple[dict[str, Representation], dict[str, Callable[[], Representation]]]:
     """The tags index (rendered with the version) and each tag's pages, newest first (rendered on request).
 
     A tag's first page is ``/tags/<slug>/``, the next ones ``/tags/<slug>/page/2/`` and on.
     """
-    site = content.site
+    site = context.content.site
     labels = context.tag_labels
-    tagged = entries_by_tag(content.entries)
     index = tuple(
         sorted(((labels[slug], site.url(tag_path(slug)), len(found)) for slug, found in tagged.items()), key=lambda t: t[0].casefold())
     )
@@ -317,31 +319,43 @@ def _tag_pages(
     return {"/tags/": page(render_tags_index(context, index))}, pages
 
 
-def _sitemaps(content: Content) -> dict[str, Callable[[], Representation]]:
-    """The sitemap (an index of sitemaps beyond SITEMAP_LIMIT pages): landing page, entries, section archives, tags."""
+def _sitemaps(content: Content, tagged: Mapping[str, tuple[Entry, ...]]) -> dict[str, Callable[[], Representation]]:
+    """The sitemap (an index of sitemaps beyond SITEMAP_LIMIT pages): landing page, archives, tags, entries.
+
+    Rendered on request: only the number of pages is needed to know which documents there are.
+    """
     site = content.site
     entries = content.entries
-    newest = entries[0].updated if entries else None
-    urls = [(site.url("/"), newest), (site.url("/archive/"), newest)]
-    for section in site.sections:
-        found = content.in_section(section.key)
-        urls.append((site.url(f"/{section.key}/archive/"), max((e.updated for e in found), default=None)))
-    tagged = entries_by_tag(entries)
-    if tagged:
-        urls.append((site.url("/tags/"), newest))
-    urls += [(site.url(tag_path(slug)), max(e.updated for e in found)) for slug, found in tagged.items()]
-    urls += [(site.url(entry.path), entry.updated) for entry in entries]
+    count = 2 + len(site.sections) + (1 + len(tagged) if tagged else 0) + len(entries)
+
+    def urls() -> list[tuple[str, datetime | None]]:
+        newest = entries[0].updated if entries else None
+        found = [(site.url("/"), newest), (site.url("/archive/"), newest)]
+        for section in site.sections:
+            latest = max((e.updated for e in content.in_section(section.key)), default=None)
+            found.append((site.url(f"/{section.key}/archive/"), latest))
+        if tagged:
+            found.append((site.url("/tags/"), newest))
+        found += [(site.url(tag_path(slug)), max(e.updated for e in tag_entries)) for slug, tag_entries in tagged.items()]
+        return found + [(site.url(entry.path), entry.updated) for entry in entries]
 
     def document(body: bytes) -> Representation:
         return build_representation(body, SITEMAP_TYPE, cache_control=FEED_CACHE.format(max_age=site.max_age))
 
-    if len(urls) <= SITEMAP_LIMIT:
-        return {"/sitemap.xml": lambda: document(render_sitemap(urls))}
-    parts = [urls[start : start + SITEMAP_LIMIT] for start in range(0, len(urls), SITEMAP_LIMIT)]
-    paths = [f"/sitemaps/{number}.xml" for number in range(1, len(parts) + 1)]
-    index = [(site.url(path), max((m for _, m in part if m is not None), default=None)) for path, part in zip(paths, parts, strict=True)]
-    sitemaps = {path: functools.partial(lambda part: document(render_sitemap(part)), part) for path, part in zip(paths, parts, strict=True)}
-    return {"/sitemap.xml": lambda: document(render_sitemap_index(index)), **sitemaps}
+    if count <= SITEMAP_LIMIT:
+        return {"/sitemap.xml": lambda: document(render_sitemap(urls()))}
+    starts = range(0, count, SITEMAP_LIMIT)
+
+    def index() -> Representation:
+        listed = urls()
+        newest = [max((m for _, m in listed[start : start + SITEMAP_LIMIT] if m is not None), default=None) for start in starts]
+        return document(render_sitemap_index([(site.url(f"/sitemaps/{n}.xml"), m) for n, m in enumerate(newest, start=1)]))
+
+    def part(start: int) -> Representation:
+        return document(render_sitemap(urls()[start : start + SITEMAP_LIMIT]))
+
+    parts = {f"/sitemaps/{n}.xml": functools.partial(part, start) for n, start in enumerate(starts, start=1)}
+    return {"/sitemap.xml": index, **parts}
 
 
 def _opml(content: Content, subscriptions: Mapping[str, FeedSpec]) -> bytes:
@@ -427,7 +441,8 @@ def build_publication(
             rendered.update({entry.path: reused})
     archive_indexes, archive_months = _html_archives(content, context, page)
     documents.update(archive_indexes)
-    tags_index, tag_pages = _tag_pages(content, context, page, subscriptions)
+    tagged = entries_by_tag(content.entries)
+    tags_index, tag_pages = _tag_pages(context, page, subscriptions, tagged)
     documents.update(tags_index)
     documents["/feeds.opml"] = build_representation(_opml(content, subscriptions), OPML_TYPE, cache_control=cache_control)
     documents["/robots.txt"] = build_representation(render_robots(site), ROBOTS_TYPE, cache_control=cache_control)
@@ -436,7 +451,7 @@ def build_publication(
     on_request = {
         **archive_months,
         **tag_pages,
-        **_sitemaps(content),
+        **_sitemaps(content, tagged),
         **{path: functools.partial(_media_document, content.folder, media) for path, media in images.items()},
     }
     # never cached: a path that is missing now may be published in a minute

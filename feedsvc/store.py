@@ -84,6 +84,16 @@ def _seconds(moment: int) -> datetime:
     return datetime.fromtimestamp(moment, UTC)
 
 
+def _body_key(parse_key: str, entry: Any) -> str:
+    """Where a parse's rendered body is kept: the parse's key and the entry's digest.
+
+    The digest covers the pictures the body shows, which the parse key (the file and the site
+    file) does not: a replaced picture re-renders the body under a new key, so no process's cache
+    of bodies can hand out the old one.
+    """
+    return f"{parse_key}:{entry.digest}"
+
+
 def _mark_announced(db: sqlite3.Connection, topics: Mapping[str, str]) -> list[str]:
     """Return the topics whose entity tag differs from what the hub was last told, recording them as told."""
     told = dict(db.execute("SELECT topic, etag FROM announced"))
@@ -246,9 +256,9 @@ class Store:
         for start in range(0, len(keys), _FEW):
             chunk = keys[start : start + _FEW]
             query = f"SELECT key, entry FROM parsed_entries WHERE key IN ({','.join('?' * len(chunk))})"
-            found.update(
-                (key, dataclasses.replace(pickle.loads(blob), body=StoredBody(self, key))) for key, blob in db.execute(query, chunk)
-            )
+            for key, blob in db.execute(query, chunk):
+                entry = pickle.loads(blob)
+                found[key] = dataclasses.replace(entry, body=StoredBody(self, _body_key(key, entry)))
         return found
 
     def remember_parse(self, files: Mapping[str, tuple[int, int, str]], entries: Mapping[str, Any], keep: set[str]) -> dict[str, Any]:
@@ -258,7 +268,11 @@ class Store:
         """
         with self._transaction() as db:
             db.executemany("INSERT OR REPLACE INTO file_digests VALUES (?, ?, ?, ?)", [(n, *v) for n, v in files.items()])
-            db.executemany("INSERT OR REPLACE INTO bodies VALUES (?, ?)", [(key, entry.body_html) for key, entry in entries.items()])
+            # a file parsed again (its pictures changed) leaves no body of its earlier parse behind
+            db.executemany("DELETE FROM bodies WHERE key > ? AND key < ?", [(f"{key}:", f"{key};") for key in entries])
+            db.executemany(
+                "INSERT OR REPLACE INTO bodies VALUES (?, ?)", [(_body_key(key, entry), entry.body_html) for key, entry in entries.items()]
+            )
             db.executemany(
                 "INSERT OR REPLACE INTO parsed_entries VALUES (?, ?)",
                 [(key, pickle.dumps(dataclasses.replace(entry, body=""), pickle.HIGHEST_PROTOCOL)) for key, entry in entries.items()],
@@ -267,8 +281,8 @@ class Store:
             if count > 3 * len(keep) + 1000:  # other versions' parses: a few are worth keeping, not all
                 stale = [(key,) for (key,) in db.execute("SELECT key FROM parsed_entries") if key not in keep]
                 db.executemany("DELETE FROM parsed_entries WHERE key = ?", stale)
-                db.executemany("DELETE FROM bodies WHERE key = ?", stale)
-        return {key: dataclasses.replace(entry, body=StoredBody(self, key)) for key, entry in entries.items()}
+                db.executemany("DELETE FROM bodies WHERE key > ? AND key < ?", [(f"{key}:", f"{key};") for (key,) in stale])
+        return {key: dataclasses.replace(entry, body=StoredBody(self, _body_key(key, entry))) for key, entry in entries.items()}
 
     def body(self, key: str) -> str:
         """Return a stored body (the most recently used ones are kept in memory)."""

@@ -555,3 +555,28 @@ def test_the_export_holds_images_tag_pages_and_indexes(newsroom, tmp_path):
     assert [name.split(".")[0] for name in images] == ["harbour", "lighthouse", "market"]
     assert not any(p.suffix == ".gz" for p in (out / "media").iterdir())  # pictures are compressed already
     assert not (out / "posts" / "centenary").exists() and not (out / "posts" / "fireworks-plan").exists()
+
+
+def _documents(app) -> dict[str, bytes]:
+    publication = app.extensions["feedsvc"].current
+    return {path: publication.document(path).body for path in sorted(publication.paths())}
+
+
+@pytest.mark.parametrize("edit", ["a tag's label changes", "a picture changes"])
+def test_an_edit_that_changes_other_entries_output_reaches_every_document_like_a_fresh_build(newsroom, tmp_path, edit):
+    app = make_app(newsroom, tmp_path / "state")
+    _documents(app)  # render everything, so a stale reuse would show
+    if edit == "a tag's label changes":
+        # "café culture" becomes the most used spelling: market-day's file is untouched, its output is not
+        write_entry(
+            newsroom, "coffee.md", 'id: "urn:example:coffee"\ntitle: Coffee\ndate: 2025-01-05 10:00\nsection: news\ntags: [café culture]'
+        )
+    else:  # the lighthouse picture: shown by two entries, in their pages, feeds and archives
+        Image.new("RGB", (640, 480), "#abcdef").save(newsroom / "media" / "lighthouse.png")
+    assert app.extensions["feedsvc"].refresh()
+    reloaded = _documents(app)
+    fresh = _documents(make_app(newsroom, tmp_path / "fresh-state"))
+    assert reloaded.keys() == fresh.keys()
+    assert [path for path in fresh if reloaded[path] != fresh[path]] == []
+    if edit == "a tag's label changes":
+        assert b">caf\xc3\xa9 culture</a>" in reloaded["/posts/market-day/"]
