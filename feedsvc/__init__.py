@@ -3,7 +3,10 @@
 Glossary (one word per concept):
 - content: the folder of source files (site.yaml, posts/*.md) and its parsed, validated value;
   its version is a digest of the files.
-- entry: one article or post; section: a named group of entries.
+- entry: one article or post; section: a named group of entries; tag: a free-form label an entry
+  carries (its slug names its pages and feeds); draft: an entry published nowhere; scheduled: an
+  entry dated later than now, published at its time (``models.release``).
+- image: an entry's picture; media: the content folder's image files, served content-hashed.
 - document: one URL's bytes (a page, a feed, an asset); a representation is a document ready to
   serve (identity and gzip variants, ETags, headers).
 - publication: every document of one content version; the publisher owns the live one and

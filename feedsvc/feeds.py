@@ -152,7 +152,7 @@ def feed_family(
     labels = labels or {}
 
     def labels_of(chosen) -> tuple[tuple[str, str], ...]:
-        return tuple(sorted({(slug, labels[slug]) for entry in chosen for slug in map(tag_slug, entry.tags)}))
+        return tuple(sorted({(slug, labels[slug]) for entry in chosen if entry.tags for slug in map(tag_slug, entry.tags)}))
 
     subscription = FeedSpec(
         site,

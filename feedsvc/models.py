@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 import unicodedata
@@ -212,6 +213,7 @@ def release(content: Content, now: datetime) -> Content:
 _TAG_SEPARATORS = re.compile(r"[\W_]+")
 
 
+@functools.lru_cache(maxsize=4096)  # a site has few tags, used by thousands of entries, slugged at every build
 def tag_slug(label: str) -> str:
     """Return the URL slug of a tag: Unicode letters and digits kept (NFKC, case-folded), everything else one hyphen.
 
