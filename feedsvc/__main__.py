@@ -14,8 +14,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from .config import ConfigError, config_from_env, site_overrides
-from .content import SITE_DEFAULTS, ContentError, FolderScan, Problem, load_content, scan_folder, shorten
+from .content import SITE_DEFAULTS, ContentError, FolderScan, Problem, load_content, scan_folder
 from .export import export_publication
+from .markdown import shorten
 from .models import release
 from .nginx import static_site_config
 from .publication import Publication, build_publication

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from functools import cache
 from importlib import resources
 
-from .content import ContentError, Problem, shorten
+from .content import ContentError, Problem
 from .feeds import (
     ATOM_TYPE,
     JSON_FEED_TYPE,
@@ -39,6 +39,7 @@ from .indexes import (
     render_sitemap,
     render_sitemap_index,
 )
+from .markdown import shorten
 from .models import Content, Entry, MediaFile, tag_labels
 from .pages import (
     ArchiveMonth,

@@ -21,7 +21,8 @@ from typing import Any
 
 from watchfiles._rust_notify import RustNotify  # watchfiles.watch() offers no hook once the watch is in place
 
-from .content import ContentError, FolderScan, Problem, load_content, scan_folder, shorten
+from .content import ContentError, FolderScan, Problem, load_content, scan_folder
+from .markdown import shorten
 from .models import Content, release
 from .publication import Publication, Stamper, build_publication
 from .store import StaleBuildError, Store

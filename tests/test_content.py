@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from feedsvc.content import SUMMARY_LIMIT, ContentError, content_files, load_content, render_markdown, split_front_matter
+from feedsvc.content import ContentError, content_files, load_content, split_front_matter
+from feedsvc.markdown import SUMMARY_LIMIT, render_markdown
 from tests.conftest import BUNDLED_CONTENT, require, write_entry
 
 SEED = Path(__file__).resolve().parents[2] / "shared" / "seeds" / "000_a13736f9783a376b.txt"

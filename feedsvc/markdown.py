@@ -1,0 +1,127 @@
+"""Markdown bodies: CommonMark to HTML with absolute links, anchored headings and checked pictures, plus the lede.
+
+Pure: a body's HTML depends only on its text, the page's URL and the pictures ``find_image`` names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple
+from urllib.parse import unquote, urljoin, urlsplit
+
+from markdown_it import MarkdownIt
+from mdit_py_plugins.anchors import anchors_plugin
+from mdit_py_plugins.anchors.index import slugify as _heading_slug
+
+from .media import MediaError
+from .models import Heading, MediaFile
+
+# ids the pages' own elements use: a heading called "Main" must not take the skip link's target
+_PAGE_IDS = frozenset({"main", "contents", "contents-title", "subscribe", "lead-title", "tags", "byline"})
+
+
+def _anchor(text: str) -> str:
+    slug = _heading_slug(text) or "section"
+    return f"{slug}-section" if slug in _PAGE_IDS else slug
+
+
+# CommonMark with raw HTML disabled: HTML typed into Markdown is shown as text, never executed,
+# and markdown-it's validateLink already refuses javascript:/vbscript:/data: links. Every heading
+# gets a stable id from its text (GitHub's way, unique within the entry) for links and contents.
+_markdown = MarkdownIt("commonmark", {"html": False}).use(anchors_plugin, min_level=1, max_level=6, slug_func=_anchor)
+
+
+_PLAIN = {"text", "code_inline", "softbreak", "hardbreak"}
+SUMMARY_LIMIT = 300  # characters; a longer lede is cut at a word
+
+
+def _plain_text(inline) -> str:
+    return "".join(" " if c.type in ("softbreak", "hardbreak") else c.content for c in inline.children or () if c.type in _PLAIN).strip()
+
+
+def shorten(text: str, limit: int = SUMMARY_LIMIT) -> str:
+    """Cut ``text`` to at most ``limit`` characters at a word boundary, marking the cut with an ellipsis."""
+    text = " ".join(text.split())
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 1].rsplit(" ", 1)[0] if " " in text[: limit - 1] else text[: limit - 1]
+    return cut.rstrip(" ,;:.-") + "\u2026"
+
+
+def _lede(tokens) -> str:
+    """Return the first text of the body as plain text: its first paragraph, or its first list's items.
+
+    Images, headings and empty paragraphs are passed over, so a body that starts with a picture
+    or a list still gets a readable summary.
+    """
+    depth = 0  # list nesting
+    items: list[str] = []
+    for index, token in enumerate(tokens):
+        if token.type in ("bullet_list_open", "ordered_list_open"):
+            depth += 1
+        elif token.type in ("bullet_list_close", "ordered_list_close"):
+            depth -= 1
+            if depth == 0 and items:
+                return "; ".join(items)
+        elif token.type == "inline" and index and tokens[index - 1].type == "paragraph_open":
+            text = _plain_text(token)
+            if text and depth:
+                items.append(text.rstrip(";,"))
+            elif text:
+                return text
+    return "; ".join(items)
+
+
+class RenderedMarkdown(NamedTuple):
+    """A body rendered from one parse: its HTML, lede, headings, the images it shows and what is wrong with them."""
+
+    html: str
+    lede: str  # plain text: the default summary
+    headings: tuple[Heading, ...]
+    media: tuple[MediaFile, ...]
+    problems: tuple[str, ...]  # images that cannot be shown, each with the fix
+
+
+# find_image(reference relative to the content folder file) -> (absolute URL, image), or MediaError
+ImageFinder = Callable[[str], tuple[str, MediaFile]]
+CONTENTS_LEVELS = (1, 2, 3)  # heading levels listed in an entry's table of contents
+
+
+def _is_local(reference: str) -> bool:
+    parts = urlsplit(reference)
+    return not parts.scheme and not parts.netloc and bool(parts.path)
+
+
+def render_markdown(source: str, page_url: str, find_image: ImageFinder | None = None) -> RenderedMarkdown:
+    """Render CommonMark to HTML, resolving links and images against the page's absolute URL.
+
+    With ``find_image``, an image with a relative address is a file of the content folder: it is
+    shown from its content-hashed URL with its width and height (no layout shift), and a missing
+    or unreadable one is a problem, never a broken picture.
+    """
+    tokens = _markdown.parse(source)
+    media: dict[str, MediaFile] = {}
+    problems: list[str] = []
+    headings: list[Heading] = []
+    for index, token in enumerate(tokens):
+        if token.type == "heading_open" and int(token.tag[1]) in CONTENTS_LEVELS:
+            headings.append(Heading(int(token.tag[1]), str(token.attrGet("id")), _plain_text(tokens[index + 1])))
+        for child in token.children or ():
+            attribute = {"link_open": "href", "image": "src"}.get(child.type)
+            if not attribute or child.attrGet(attribute) is None:
+                continue
+            reference = str(child.attrGet(attribute))
+            if child.type == "image" and find_image is not None and _is_local(reference):
+                try:
+                    url, found = find_image(unquote(urlsplit(reference).path))
+                except MediaError as error:
+                    problems.append(f"image {reference[:80]!r}: {error}")
+                    continue
+                media[found.name] = found
+                child.attrSet("src", url)
+                child.attrSet("width", str(found.width))
+                child.attrSet("height", str(found.height))
+            else:
+                child.attrSet(attribute, urljoin(page_url, reference))
+    html = _markdown.renderer.render(tokens, _markdown.options, {})
+    return RenderedMarkdown(html, _lede(tokens), tuple(headings), tuple(media.values()), tuple(problems))
