@@ -275,7 +275,7 @@ def build(args: argparse.Namespace) -> int:
     if publication is None:
         return 1  # nothing written: a previous export stays as it was
     try:
-        count = export_publication(publication, args.out, Progress("writing documents"))
+        count = export_publication(publication, args.out, Progress("writing documents"), store, os.cpu_count() or 1)
     except ContentError as error:  # a document that cannot be rendered: named, and the previous export kept
         _report(args.content, error.problems)
         return 1

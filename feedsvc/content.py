@@ -77,6 +77,9 @@ class ContentError(Exception):
         self.problems = tuple(problems)
         super().__init__("\n".join(map(str, self.problems)))
 
+    def __reduce__(self):  # raised in a worker process, it crosses back with its problems intact
+        return ContentError, (list(self.problems),)
+
 
 class _FieldError(ValueError):
     """A converter's complaint about one value."""

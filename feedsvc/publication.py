@@ -173,6 +173,26 @@ class Publication:
         self.rendered.update(rendered)
         return rendered[path]
 
+    def input_key(self, path: str) -> str | None:
+        """Return a digest of everything the document at ``path`` is made from, without rendering it (None: unknown).
+
+        Known for the documents there are thousands of: entry pages (the page context and the
+        entry's digest) and feed documents (their FeedSpec key, entries by digest). The same key
+        means the same bytes from the same code, so an export can keep such a file from the last
+        export instead of rendering it again.
+        """
+        if path in self.feed_specs:
+            material = repr((path, self.feed_specs[path].key))
+        elif path in self.pages:
+            material = repr((path, self._page_key_digest, self.pages[path].digest))
+        else:
+            return None
+        return hashlib.sha256(material.encode()).hexdigest()
+
+    @functools.cached_property
+    def _page_key_digest(self) -> str:  # (cached_property writes the instance dict: allowed on a frozen dataclass)
+        return hashlib.sha256(repr(self.page_key).encode()).hexdigest()
+
     def exists(self, path: str) -> bool:
         """Tell whether a document is published at ``path``, rendered yet or not."""
         return path in self.documents or path in self.pages or path in self.feed_specs or path in self.renderers

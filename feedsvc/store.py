@@ -5,6 +5,8 @@ It remembers what must survive a restart and be the same in every process:
   source of Last-Modified (a validator describes bytes, not editorial dates);
 - ``workers``: which content version each live worker serves, so WebSub pings wait for all;
 - ``announced``: the entity tag of each subscription feed the hub was last told about;
+- ``exported``: what each file of the current static export was made from (its input key and
+  ETag), so the next export keeps the files whose inputs did not change instead of rendering them;
 - ``file_digests``, ``parsed_entries`` and ``bodies``: a cache of the loader's work (a file's
   digest by its name, size and mtime; a parsed entry by its file's digest and the site file's,
   its rendered body apart), so a restart or a second worker reads, parses and renders only files
@@ -37,6 +39,8 @@ CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS file_digests (name TEXT PRIMARY KEY, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, digest TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS parsed_entries (key TEXT PRIMARY KEY, entry BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS bodies (key TEXT PRIMARY KEY, html TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS exported (folder TEXT NOT NULL, path TEXT NOT NULL, key TEXT NOT NULL, etag TEXT NOT NULL,
+                                     PRIMARY KEY (folder, path));
 """
 _FEW = 500  # stamping fewer documents than this looks them up one by one, more reads the whole table
 
@@ -124,11 +128,14 @@ class Store:
 
     def _connection(self) -> sqlite3.Connection:
         db = getattr(self._local, "db", None)
+        if db is not None and self._local.pid != os.getpid():
+            db = None  # a forked process (parallel export) never uses its parent's connection
         if db is None:
             db = sqlite3.connect(self.directory / DATABASE_FILE, timeout=30, isolation_level=None, check_same_thread=False)
             db.execute("PRAGMA journal_mode=WAL")  # readers never wait for the writer
             db.execute("PRAGMA synchronous=NORMAL")  # WAL stays consistent; a power cut may lose the last commit
             self._local.db = db
+            self._local.pid = os.getpid()
         return db
 
     @contextmanager
@@ -241,6 +248,19 @@ class Store:
         """Remember a value under ``key``."""
         with self._transaction() as db:
             db.execute("INSERT OR REPLACE INTO settings (key, value) VALUES (?, ?)", (key, value))
+
+    # --- the static export ---------------------------------------------------------------------
+
+    def exported(self, folder: str) -> dict[str, tuple[str, str]]:
+        """Return path -> (input key, ETag) of every document the export in ``folder`` holds by input key."""
+        rows = self._connection().execute("SELECT path, key, etag FROM exported WHERE folder = ?", (folder,))
+        return {path: (key, etag) for path, key, etag in rows}
+
+    def remember_export(self, folder: str, documents: Mapping[str, tuple[str, str]], replaces: str | None) -> None:
+        """Record what the export in ``folder`` was made from, forgetting the export it replaces."""
+        with self._transaction() as db:
+            db.execute("DELETE FROM exported WHERE folder = ? OR folder = ?", (replaces or "", folder))
+            db.executemany("INSERT INTO exported VALUES (?, ?, ?, ?)", [(folder, path, *value) for path, value in documents.items()])
 
     # --- the loader's cache (content.ParseCache) -------------------------------------------------
 

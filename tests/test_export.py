@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 from urllib.parse import quote
 
 import pytest
@@ -163,3 +164,86 @@ def test_nginx_serves_the_export_like_the_live_service(tmp_path, content_dir, ex
                     assert static_headers["Link"] == live_headers["Link"], path
                     if live_headers["Link"]:
                         assert live_headers["Link"] == f'<{hub}>; rel="hub", <{live}{path}>; rel="self"'
+
+
+def _inodes(root: Path) -> dict[str, int]:
+    root = Path(os.path.realpath(root))
+    return {str(p.relative_to(root)): p.stat().st_ino for p in root.rglob("*") if p.is_file()}
+
+
+def _export(content_dir: Path, destination: Path, store, processes: int = 1) -> None:
+    from feedsvc.store import Store
+
+    store = store or Store(destination.parent / "state")
+    content = load_content(content_dir, cache=store)
+    publication = build_publication(content, stamp=lambda etags: store.last_modified(etags, content.version, lambda: True))
+    export_publication(publication, destination, store=store, processes=processes)
+
+
+def test_a_build_after_one_edit_renders_only_what_changed_and_equals_a_fresh_build(tmp_path, content_dir):
+    from feedsvc.store import Store
+
+    shutil.copytree(generate(tmp_path / "generated", 300) / "posts", content_dir / "posts", dirs_exist_ok=True)
+    store = Store(tmp_path / "state")
+    _export(content_dir, tmp_path / "site", store)
+    before = _inodes(tmp_path / "site")
+    edited = content_dir / "posts" / "post-00150.md"
+    edited.write_text(edited.read_text() + "\nOne more line.\n")
+    _export(content_dir, tmp_path / "site", store)
+    after = _inodes(tmp_path / "site")
+    rendered = {name for name, inode in after.items() if before.get(name) != inode}
+    assert "posts/post-00150/index.html" in rendered
+    assert "posts/post-00151/index.html" not in rendered  # kept: the same inputs, hard-linked
+    day = next(name for name in rendered if name.startswith("archive/") and name.endswith("feed.xml"))
+    assert b"post-00150" in (tmp_path / "site" / day).read_bytes()  # the archive day that holds it was redone
+    entry_pages = [name for name in after if name.startswith("posts/")]
+    assert len(rendered & set(entry_pages)) <= 2 * 2  # the page (and .gz), plus its newer neighbour at most
+    # the same bytes and times a build from scratch gives (same state, so the same Last-Modified)
+    _export(content_dir, tmp_path / "fresh", store)
+    site, fresh = Path(os.path.realpath(tmp_path / "site")), Path(os.path.realpath(tmp_path / "fresh"))
+    for name in after:
+        if name.startswith("404.html"):
+            continue  # never stamped: an error page has no Last-Modified
+        assert (site / name).read_bytes() == (fresh / name).read_bytes(), name
+        assert int((site / name).stat().st_mtime) == int((fresh / name).stat().st_mtime), name
+
+
+def test_other_rendering_code_never_keeps_an_old_file(tmp_path, content_dir, monkeypatch):
+    import feedsvc.export
+    from feedsvc.store import Store
+
+    store = Store(tmp_path / "state")
+    _export(content_dir, tmp_path / "site", store)
+    before = _inodes(tmp_path / "site")
+    monkeypatch.setattr(feedsvc.export, "_code_digest", lambda: "another version of feedsvc")
+    _export(content_dir, tmp_path / "site", store)
+    kept = [name for name, inode in _inodes(tmp_path / "site").items() if before.get(name) == inode]
+    assert kept == []
+
+
+def test_a_parallel_export_writes_what_a_sequential_one_writes(tmp_path, content_dir, monkeypatch):
+    import feedsvc.export
+
+    shutil.copytree(generate(tmp_path / "generated", 120) / "posts", content_dir / "posts", dirs_exist_ok=True)
+    monkeypatch.setattr(feedsvc.export, "PARALLEL_FROM", 10)
+    monkeypatch.setattr(feedsvc.export, "_CHUNK", 7)
+    _export(content_dir, tmp_path / "one" / "site", None, processes=1)
+    _export(content_dir, tmp_path / "two" / "site", None, processes=2)
+    one, two = _inodes(tmp_path / "one" / "site"), _inodes(tmp_path / "two" / "site")
+    assert one.keys() == two.keys() and len(one) > 300
+    for name in one:
+        assert (tmp_path / "one" / "site" / name).read_bytes() == (tmp_path / "two" / "site" / name).read_bytes(), name
+
+
+def test_a_document_that_fails_in_a_worker_process_is_named_and_the_old_export_stays(tmp_path, content_dir, monkeypatch, fail_rendering):
+    import feedsvc.export
+    from feedsvc.content import ContentError
+
+    monkeypatch.setattr(feedsvc.export, "PARALLEL_FROM", 1)
+    _export(content_dir, tmp_path / "site", None, processes=2)
+    before = _inodes(tmp_path / "site")
+    fail_rendering("new-faces-proteas-announce-test-debutants")
+    with pytest.raises(ContentError) as caught:
+        _export(content_dir, tmp_path / "site", None, processes=2)
+    assert [p.file for p in caught.value.problems] == ["posts/new-faces-proteas-announce-test-debutants.md"]
+    assert _inodes(tmp_path / "site") == before
