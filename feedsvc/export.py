@@ -1,19 +1,22 @@
 """Static export: write a Publication as files (plus .gz twins) for nginx, a CDN or object storage.
 
-The export folder is a symlink to a complete, versioned folder beside it; a new export is
-written in full, then the symlink is switched with one rename, so a server reading the folder
-sees the old export or the new one, never a mix and never nothing.
+The export folder is a symlink to one of two folders beside it (``.OUT.a``, ``.OUT.b``), as in a
+blue/green deploy: a new export is written into the folder that is not served, then the symlink
+is switched with one rename, so a server reading the folder sees the old export or the new one,
+never a mix and never nothing. The folder not served keeps the export before; the next build
+brings it up to date, rewriting only the files whose inputs changed (the store remembers what
+each file was made from) and removing the files of documents that are gone.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import functools
 import hashlib
 import multiprocessing
 import os
 import shutil
-import tempfile
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
@@ -46,25 +49,15 @@ def _write(root: Path, name: str, representation, folders: set[str]) -> None:
         os.makedirs(root / folder, exist_ok=True)
         folders.add(folder)
     for file, data in _twins(name, representation):
+        # a new inode, never the old one rewritten: a slow download of the export before last,
+        # still reading the old file, keeps its bytes
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(root / file)
         with open(root / file, "wb") as out:
             out.write(data)
-
-
-def _link(previous: Path, root: Path, name: str, folders: set[str]) -> bool:
-    """Hard-link a file (and its .gz twin) of the previous export into the new one; False when that cannot be done."""
-    folder = os.path.dirname(name)
-    try:
-        if folder not in folders:
-            os.makedirs(root / folder, exist_ok=True)
-            folders.add(folder)
-        os.link(previous / name, root / name)
-        if os.path.exists(previous / (name + ".gz")):
-            os.link(previous / (name + ".gz"), root / (name + ".gz"))
-        return True
-    except OSError:  # gone, or a file system without hard links: render it instead
-        for leftover in (root / name, root / (name + ".gz")):
-            leftover.unlink(missing_ok=True)
-        return False
+    if representation.gzip is None:  # a twin left by an earlier version of this file would be served stale
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(root / (name + ".gz"))
 
 
 def _set_times(root: Path, name: str, moment: datetime | None) -> None:
@@ -77,9 +70,26 @@ def _set_times(root: Path, name: str, moment: datetime | None) -> None:
             os.utime(root / file, (stamp, stamp))
 
 
-def _switch(link: Path, target: Path) -> None:
-    """Point ``link`` at ``target`` atomically (rename over the old link), then remove the old target."""
-    previous = link.resolve() if link.is_symlink() else None
+def _remove_others(root: Path, expected: set[str]) -> None:
+    """Remove every file (and emptied folder) of ``root`` that is not expected: documents gone since its last export."""
+    for folder, _, files in os.walk(root, topdown=False):
+        relative = os.path.relpath(folder, root)
+        prefix = "" if relative == "." else relative + "/"
+        for name in files:
+            file = prefix + name
+            if file not in expected and not (file.endswith(".gz") and file[:-3] in expected):
+                os.unlink(os.path.join(folder, name))
+        if prefix and not os.listdir(folder):
+            os.rmdir(folder)
+
+
+def _switch(link: Path, target: Path, workspaces: tuple[Path, Path]) -> None:
+    """Point ``link`` at ``target`` atomically (rename over the old link).
+
+    The export it served stays, as the next build's workspace; an export from before the two
+    workspaces (a real folder, or a versioned one) is removed.
+    """
+    previous = Path(os.path.realpath(link)) if link.is_symlink() else None
     if link.exists() and not link.is_symlink():  # an export from before the switch existed: a real folder
         retired = link.with_name(f".{link.name}.retired")
         shutil.rmtree(retired, ignore_errors=True)
@@ -89,7 +99,7 @@ def _switch(link: Path, target: Path) -> None:
     pending.unlink(missing_ok=True)
     pending.symlink_to(target.name)  # relative: the export can be moved with its folder
     os.replace(pending, link)
-    if previous is not None and previous != target.resolve():
+    if previous is not None and previous not in workspaces:
         shutil.rmtree(previous, ignore_errors=True)
 
 
@@ -171,27 +181,54 @@ def export_publication(
 ) -> int:
     """Write every document into ``destination`` (a symlink to the export), switching it only once complete.
 
-    Returns the number of documents written. A failure leaves any previous export untouched.
-    Each document is rendered here once (most are rendered on request in the service), on
-    ``processes`` processes. With ``store``, a document whose input key (``Publication.input_key``)
-    is what the previous export's file was made from is hard-linked from it instead of rendered:
-    after one edit, only what changed is rendered and written.
+    Returns the number of documents. A failure leaves the served export untouched. Each document
+    is rendered here once (most are rendered on request in the service), on ``processes``
+    processes. With ``store``, the workspace's file of a document whose input key
+    (``Publication.input_key``, plus the rendering code's digest) is what that file was made from
+    is kept as it is: after one edit, only what changed is rendered and written.
     """
-    destination = Path(destination).absolute()
+    destination = Path(os.path.realpath(Path(destination).absolute().parent)) / Path(destination).name
     destination.parent.mkdir(parents=True, exist_ok=True)
-    previous = Path(os.path.realpath(destination)) if destination.is_symlink() and destination.exists() else None
-    earlier = store.exported(str(previous)) if store is not None and previous is not None else {}
-    staging = Path(tempfile.mkdtemp(prefix=f".{destination.name}.{publication.version}-", dir=destination.parent))
-    staging = Path(os.path.realpath(staging))
+    with open(destination.with_name(f".{destination.name}.lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # two builds of one export take turns: each owns the workspace
+        return _export(publication, destination, progress, store, processes)
+
+
+def _remove_gone(root: Path, gone: set[str]) -> None:
+    """Remove the files of documents that are gone (and their .gz twins), then the folders they leave empty."""
+    folders = set()
+    for name in gone:
+        for file in (name, name + ".gz"):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(root / file)
+        folders.add(os.path.dirname(name))
+    for folder in sorted(folders, key=len, reverse=True):  # deepest first
+        while folder:
+            try:
+                os.rmdir(root / folder)
+            except OSError:  # not empty (or gone already)
+                break
+            folder = os.path.dirname(folder)
+
+
+def _export(publication: Publication, destination: Path, progress, store: Store | None, processes: int) -> int:
+    workspaces = (destination.with_name(f".{destination.name}.a"), destination.with_name(f".{destination.name}.b"))
+    served = Path(os.path.realpath(destination)) if destination.is_symlink() else None
+    target = workspaces[1] if served == workspaces[0] else workspaces[0]
+    earlier = {}
+    if store is not None:
+        earlier = store.exported(str(target))
+        store.remember_export(str(target), {})  # it is being changed: nothing of it is known until it is done
+    target.mkdir(exist_ok=True)
     try:
         paths = sorted(publication.paths())
         keys = {path: _with_code(publication.input_key(path)) for path in paths} if store is not None else {}
-        folders: set[str] = set()
         etags: dict[str, str] = {}
-        for path in paths:  # unchanged inputs: the previous export's file, hard-linked
+        for path in paths:  # unchanged inputs: the workspace's file is what rendering would write
             key, found = keys.get(path), earlier.get(path)
-            if key is not None and found is not None and found[0] == key and _link(previous, staging, file_for(path), folders):
+            if key is not None and found is not None and found[0] == key and os.path.isfile(target / file_for(path)):
                 etags[path] = found[1]
+        kept = set(etags)
         written = len(etags)
 
         def done(count: int) -> None:
@@ -200,17 +237,23 @@ def export_publication(
             if progress is not None and (written // 500 > before // 500 or written == len(paths)):
                 progress(written, len(paths))
 
-        etags.update(_render_all(publication, staging, [p for p in paths if p not in etags], processes, done))
+        etags.update(_render_all(publication, target, [p for p in paths if p not in kept], processes, done))
+        _write(target, NOT_FOUND_FILE, publication.not_found, set())
+        if earlier:  # the store knows the workspace's documents: remove those that are gone
+            _remove_gone(target, {file_for(path) for path in earlier.keys() - set(paths)})
+        else:  # a new workspace, or one whose last build never finished: look at every file
+            _remove_others(target, {NOT_FOUND_FILE, *map(file_for, paths)})
+        stamps: dict[str, int | None] = dict.fromkeys(paths)
         if publication.stamp is not None:  # every document's Last-Modified, in one transaction
             for path, moment in publication.stamp(etags).items():
-                _set_times(staging, file_for(path), moment)
-        _write(staging, NOT_FOUND_FILE, publication.not_found, folders)
-        staging.chmod(0o755)
-        _switch(destination, staging)
+                stamps[path] = int(moment.timestamp())
+                if path not in kept or earlier[path][2] != stamps[path]:  # a kept file has its time already
+                    _set_times(target, file_for(path), moment)
+        target.chmod(0o755)
+        _switch(destination, target, workspaces)
     except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
+        shutil.rmtree(target, ignore_errors=True)  # not served: the next build starts it afresh
         raise
     if store is not None:
-        documents = {path: (keys[path], etags[path]) for path in paths if keys[path] is not None}
-        store.remember_export(str(staging), documents, str(previous) if previous is not None else None)
+        store.remember_export(str(target), {path: (keys[path] or "", etags[path], stamps[path]) for path in paths})
     return len(paths) + 1

@@ -7,6 +7,8 @@ content always gives the same bytes.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import html
 import json
 import uuid
@@ -84,6 +86,11 @@ class FeedSpec:
             self.labels,
             *(e.digest for e in self.entries),
         )
+
+    @functools.cached_property
+    def digest(self) -> str:
+        """Return a digest of ``key`` (computed once; a frozen dataclass may cache in its instance dict)."""
+        return hashlib.sha256(repr(self.key).encode()).hexdigest()
 
     def url(self, filename: str, prefix: str | None = None) -> str:
         """Return the absolute URL of one of this feed's documents (``feed.xml`` ...), or a sibling's."""

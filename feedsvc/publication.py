@@ -176,15 +176,20 @@ class Publication:
     def input_key(self, path: str) -> str | None:
         """Return a digest of everything the document at ``path`` is made from, without rendering it (None: unknown).
 
-        Known for the documents there are thousands of: entry pages (the page context and the
-        entry's digest) and feed documents (their FeedSpec key, entries by digest). The same key
-        means the same bytes from the same code, so an export can keep such a file from the last
-        export instead of rendering it again.
+        Known for every document there are many of: entry pages (the page context and the entry's
+        digest), feed documents (their FeedSpec, entries by digest), month and tag pages and
+        images (what their renderer is given, entries by digest). The same key means the same
+        bytes from the same code, so an export can keep such a file from the last export instead
+        of rendering it again.
         """
         if path in self.feed_specs:
-            material = repr((path, self.feed_specs[path].key))
+            material = repr((path, self.feed_specs[path].digest))
         elif path in self.pages:
             material = repr((path, self._page_key_digest, self.pages[path].digest))
+        elif isinstance(self.renderers.get(path), functools.partial):
+            renderer = self.renderers[path]
+            given = [tuple(e.digest for e in a) if isinstance(a, tuple) and a and isinstance(a[0], Entry) else a for a in renderer.args]
+            material = repr((path, self._page_key_digest, renderer.func.__qualname__, given))
         else:
             return None
         return hashlib.sha256(material.encode()).hexdigest()

@@ -5,8 +5,9 @@ It remembers what must survive a restart and be the same in every process:
   source of Last-Modified (a validator describes bytes, not editorial dates);
 - ``workers``: which content version each live worker serves, so WebSub pings wait for all;
 - ``announced``: the entity tag of each subscription feed the hub was last told about;
-- ``exported``: what each file of the current static export was made from (its input key and
-  ETag), so the next export keeps the files whose inputs did not change instead of rendering them;
+- ``exported``: each file of the two static export folders: what it was made from (its input
+  key), its ETag and mtime, so the next export keeps the files whose inputs did not change
+  instead of rendering them, and removes those of documents that are gone;
 - ``file_digests``, ``parsed_entries`` and ``bodies``: a cache of the loader's work (a file's
   digest by its name, size and mtime; a parsed entry by its file's digest and the site file's,
   its rendered body apart), so a restart or a second worker reads, parses and renders only files
@@ -40,7 +41,7 @@ CREATE TABLE IF NOT EXISTS file_digests (name TEXT PRIMARY KEY, size INTEGER NOT
 CREATE TABLE IF NOT EXISTS parsed_entries (key TEXT PRIMARY KEY, entry BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS bodies (key TEXT PRIMARY KEY, html TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS exported (folder TEXT NOT NULL, path TEXT NOT NULL, key TEXT NOT NULL, etag TEXT NOT NULL,
-                                     PRIMARY KEY (folder, path));
+                                     stamp INTEGER, PRIMARY KEY (folder, path));
 """
 _FEW = 500  # stamping fewer documents than this looks them up one by one, more reads the whole table
 
@@ -251,16 +252,16 @@ class Store:
 
     # --- the static export ---------------------------------------------------------------------
 
-    def exported(self, folder: str) -> dict[str, tuple[str, str]]:
-        """Return path -> (input key, ETag) of every document the export in ``folder`` holds by input key."""
-        rows = self._connection().execute("SELECT path, key, etag FROM exported WHERE folder = ?", (folder,))
-        return {path: (key, etag) for path, key, etag in rows}
+    def exported(self, folder: str) -> dict[str, tuple[str, str, int | None]]:
+        """Return path -> (input key or "", ETag, mtime) of every document the export in ``folder`` holds."""
+        rows = self._connection().execute("SELECT path, key, etag, stamp FROM exported WHERE folder = ?", (folder,))
+        return {path: (key, etag, stamp) for path, key, etag, stamp in rows}
 
-    def remember_export(self, folder: str, documents: Mapping[str, tuple[str, str]], replaces: str | None) -> None:
-        """Record what the export in ``folder`` was made from, forgetting the export it replaces."""
+    def remember_export(self, folder: str, documents: Mapping[str, tuple[str, str, int | None]]) -> None:
+        """Record the documents of the export in ``folder`` (none: while it is being changed)."""
         with self._transaction() as db:
-            db.execute("DELETE FROM exported WHERE folder = ? OR folder = ?", (replaces or "", folder))
-            db.executemany("INSERT INTO exported VALUES (?, ?, ?, ?)", [(folder, path, *value) for path, value in documents.items()])
+            db.execute("DELETE FROM exported WHERE folder = ?", (folder,))
+            db.executemany("INSERT INTO exported VALUES (?, ?, ?, ?, ?)", [(folder, path, *value) for path, value in documents.items()])
 
     # --- the loader's cache (content.ParseCache) -------------------------------------------------
 

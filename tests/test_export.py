@@ -78,11 +78,11 @@ def test_a_failed_export_leaves_the_previous_one_whole(tmp_path, content_dir, mo
     with pytest.raises(OSError):
         export_publication(publication, tmp_path / "site")
     assert sorted(p.relative_to(tmp_path) for p in (tmp_path / "site").rglob("*")) == before
-    exports = [p.name for p in tmp_path.iterdir() if p.name.startswith(".site.")]
-    assert len(exports) == 1 and (tmp_path / "site").resolve().name == exports[0]  # no partial export left behind
+    exports = [p.name for p in tmp_path.iterdir() if p.is_dir() and p.name.startswith(".site.")]
+    assert exports == [(tmp_path / "site").resolve().name]  # no partial export left behind
 
 
-def test_a_new_export_switches_one_symlink_and_removes_the_old_one(tmp_path, content_dir):
+def test_a_new_export_switches_one_symlink_and_keeps_the_previous_one_as_the_next_workspace(tmp_path, content_dir):
     (tmp_path / "site").mkdir()  # an export from before exports were symlinks
     (tmp_path / "site" / "stale.html").write_text("old")
     export_publication(build_publication(load_content(content_dir)), tmp_path / "site")
@@ -90,9 +90,14 @@ def test_a_new_export_switches_one_symlink_and_removes_the_old_one(tmp_path, con
     assert (tmp_path / "site").is_symlink() and not (tmp_path / "site" / "stale.html").exists()
     write_entry(content_dir, "new.md", 'id: "urn:example:new"\ntitle: New\ndate: 2025-07-08T10:00:00Z\nsection: latest')
     export_publication(build_publication(load_content(content_dir)), tmp_path / "site")
-    assert (tmp_path / "site").resolve() != first and not first.exists()
+    assert (tmp_path / "site").resolve() != first
     assert (tmp_path / "site" / "posts" / "new" / "index.html").exists()
-    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == [(tmp_path / "site").resolve().name]
+    assert not (first / "posts" / "new").exists()  # the export before, kept whole for the next build to update
+    folders = sorted(p.name for p in tmp_path.iterdir() if p.is_dir() and p.name.startswith("."))
+    assert folders == [".site.a", ".site.b"]  # blue/green: the real folder from before is gone
+    (content_dir / "posts" / "new.md").unlink()
+    export_publication(build_publication(load_content(content_dir)), tmp_path / "site")
+    assert (tmp_path / "site").resolve() == first and not (tmp_path / "site" / "posts" / "new").exists()
 
 
 def test_committed_nginx_config_is_the_generated_one():
@@ -180,45 +185,78 @@ def _export(content_dir: Path, destination: Path, store, processes: int = 1) -> 
     export_publication(publication, destination, store=store, processes=processes)
 
 
-def test_a_build_after_one_edit_renders_only_what_changed_and_equals_a_fresh_build(tmp_path, content_dir):
+@pytest.fixture
+def written(monkeypatch):
+    """The files each export renders and writes (exports run in-process here)."""
+    import feedsvc.export
+
+    names: list[str] = []
+    real_write = feedsvc.export._write
+
+    def recording_write(root, name, representation, folders):
+        names.append(name)
+        real_write(root, name, representation, folders)
+
+    monkeypatch.setattr(feedsvc.export, "_write", recording_write)
+    return names
+
+
+def test_a_build_after_one_edit_renders_only_what_changed_and_equals_a_fresh_build(tmp_path, content_dir, written):
     from feedsvc.store import Store
 
     shutil.copytree(generate(tmp_path / "generated", 300) / "posts", content_dir / "posts", dirs_exist_ok=True)
     store = Store(tmp_path / "state")
-    _export(content_dir, tmp_path / "site", store)
-    before = _inodes(tmp_path / "site")
+    _export(content_dir, tmp_path / "site", store)  # into .site.a
+    _export(content_dir, tmp_path / "site", store)  # into .site.b: its first build, everything written
+    total = len(written)
     edited = content_dir / "posts" / "post-00150.md"
     edited.write_text(edited.read_text() + "\nOne more line.\n")
-    _export(content_dir, tmp_path / "site", store)
-    after = _inodes(tmp_path / "site")
-    rendered = {name for name, inode in after.items() if before.get(name) != inode}
-    assert "posts/post-00150/index.html" in rendered
-    assert "posts/post-00151/index.html" not in rendered  # kept: the same inputs, hard-linked
-    day = next(name for name in rendered if name.startswith("archive/") and name.endswith("feed.xml"))
-    assert b"post-00150" in (tmp_path / "site" / day).read_bytes()  # the archive day that holds it was redone
-    entry_pages = [name for name in after if name.startswith("posts/")]
-    assert len(rendered & set(entry_pages)) <= 2 * 2  # the page (and .gz), plus its newer neighbour at most
+    written.clear()
+    _export(content_dir, tmp_path / "site", store)  # .site.a again: brought up to date
+    assert Path(os.path.realpath(tmp_path / "site")).name == ".site.a"
+    assert "posts/post-00150/index.html" in written
+    assert "posts/post-00151/index.html" not in written  # the same inputs: the file is kept
+    assert any(name.startswith("archive/") and name.endswith("feed.xml") for name in written)  # the day that holds it
+    assert len(written) < total / 10
     # the same bytes and times a build from scratch gives (same state, so the same Last-Modified)
     _export(content_dir, tmp_path / "fresh", store)
     site, fresh = Path(os.path.realpath(tmp_path / "site")), Path(os.path.realpath(tmp_path / "fresh"))
-    for name in after:
-        if name.startswith("404.html"):
-            continue  # never stamped: an error page has no Last-Modified
+    assert _inodes(site).keys() == _inodes(fresh).keys()
+    for name in _inodes(site):
         assert (site / name).read_bytes() == (fresh / name).read_bytes(), name
-        assert int((site / name).stat().st_mtime) == int((fresh / name).stat().st_mtime), name
+        if not name.startswith("404.html"):  # never stamped: an error page has no Last-Modified
+            assert int((site / name).stat().st_mtime) == int((fresh / name).stat().st_mtime), name
 
 
-def test_other_rendering_code_never_keeps_an_old_file(tmp_path, content_dir, monkeypatch):
+def test_a_deleted_entry_leaves_no_file_in_the_updated_workspace(tmp_path, content_dir):
+    from feedsvc.store import Store
+
+    store = Store(tmp_path / "state")
+    write_entry(content_dir, "gone.md", 'id: "urn:example:gone"\ntitle: Gone\ndate: 2025-07-08T10:00:00Z\nsection: latest')
+    _export(content_dir, tmp_path / "site", store)
+    _export(content_dir, tmp_path / "site", store)
+    (content_dir / "posts" / "gone.md").unlink()
+    _export(content_dir, tmp_path / "site", store)  # the workspace that had it
+    site = Path(os.path.realpath(tmp_path / "site"))
+    assert not (site / "posts" / "gone").exists() and not (site / "archive" / "2025-07-08").exists()
+    assert b"urn:example:gone" not in (site / "feed.xml").read_bytes()
+
+
+def test_other_rendering_code_never_keeps_an_old_file(tmp_path, content_dir, monkeypatch, written):
     import feedsvc.export
     from feedsvc.store import Store
 
     store = Store(tmp_path / "state")
     _export(content_dir, tmp_path / "site", store)
-    before = _inodes(tmp_path / "site")
+    _export(content_dir, tmp_path / "site", store)
+    written.clear()
+    _export(content_dir, tmp_path / "site", store)
+    everything = build_publication(load_content(content_dir)).paths()
+    assert len(written) < len(everything)  # the same code: files are kept
+    written.clear()
     monkeypatch.setattr(feedsvc.export, "_code_digest", lambda: "another version of feedsvc")
     _export(content_dir, tmp_path / "site", store)
-    kept = [name for name, inode in _inodes(tmp_path / "site").items() if before.get(name) == inode]
-    assert kept == []
+    assert len(written) == len(everything) + 1  # every document, and the 404 page
 
 
 def test_a_parallel_export_writes_what_a_sequential_one_writes(tmp_path, content_dir, monkeypatch):
@@ -247,3 +285,22 @@ def test_a_document_that_fails_in_a_worker_process_is_named_and_the_old_export_s
         _export(content_dir, tmp_path / "site", None, processes=2)
     assert [p.file for p in caught.value.problems] == ["posts/new-faces-proteas-announce-test-debutants.md"]
     assert _inodes(tmp_path / "site") == before
+
+
+def test_a_kept_file_gets_the_time_its_bytes_last_changed_even_when_they_changed_back(tmp_path, content_dir, written):
+    from feedsvc.store import Store
+
+    store = Store(tmp_path / "state")
+    entry = content_dir / "posts" / "new-faces-proteas-announce-test-debutants.md"
+    original = entry.read_text()
+    _export(content_dir, tmp_path / "site", store)  # .site.a
+    entry.write_text(original.replace("New Faces", "Newer Faces"))
+    _export(content_dir, tmp_path / "site", store)  # .site.b, its bytes changed
+    entry.write_text(original)
+    written.clear()
+    _export(content_dir, tmp_path / "site", store)  # .site.a: the old bytes again, the file kept
+    assert "posts/new-faces-proteas-announce-test-debutants/index.html" not in written
+    page = Path(os.path.realpath(tmp_path / "site")) / "posts" / "new-faces-proteas-announce-test-debutants" / "index.html"
+    publication = build_publication(load_content(content_dir), stamp=lambda etags: store.last_modified(etags, "x", lambda: True))
+    changed = publication.document("/posts/new-faces-proteas-announce-test-debutants/").last_modified
+    assert page.stat().st_mtime == changed.timestamp()  # the third version's time, not the first's
