@@ -107,7 +107,7 @@ class Publisher:
     ):
         self.directory = Path(directory)
         self.clock = clock  # when scheduled entries go live (tests inject one)
-        self._loaded: Content | None = None  # the last good load, scheduled entries included
+        self._loaded: Content | None = None  # the last load that built, scheduled entries included
         self.overrides = dict(overrides or {})
         self.hub_url = hub_url
         self.store = store
@@ -125,7 +125,9 @@ class Publisher:
             seen = fingerprint(self.directory, scan)
             try:
                 # raises ContentError: a service never starts on invalid content
-                self.current = self._build(seen, self._load(scan))
+                loaded = self._load(scan)
+                self.current = self._build(seen, loaded)
+                self._loaded = loaded
                 break
             except StaleBuildError:
                 continue
@@ -157,9 +159,8 @@ class Publisher:
         return datetime.fromtimestamp(self.clock(), UTC)
 
     def _load(self, scan: FolderScan) -> Content:
-        """Load the folder (raises ContentError); the result is kept for releasing scheduled entries later."""
-        self._loaded = load_content(self.directory, self.overrides, self._parsed, cache=self.store, scan=scan)
-        return self._loaded
+        """Load the folder (raises ContentError)."""
+        return load_content(self.directory, self.overrides, self._parsed, cache=self.store, scan=scan)
 
     def release_due(self) -> bool:
         """Tell whether a scheduled entry's time has come and it is not served yet."""
@@ -189,7 +190,9 @@ class Publisher:
                     if releasing and not self.release_due():
                         return False
                     # a scheduled entry's time came: release the last good load, even while an edit is broken
-                    publication = self._build(seen, self._loaded if releasing else self._load(scan))
+                    loaded = self._loaded if releasing else self._load(scan)
+                    publication = self._build(seen, loaded)
+                    self._loaded = loaded  # built: what scheduled entries are released from later
                 except StaleBuildError:  # saved again while we built: build what is there now
                     continue
                 except ContentError as error:
@@ -199,8 +202,9 @@ class Publisher:
                     log.exception("building the content failed")
                     self._failed(seen, _unexpected(error))
                     return False
-                if publication is None:
-                    self._fixed(seen)
+                if publication is None:  # a touch: nothing to serve anew
+                    if not releasing:
+                        self._fixed(seen)
                     return False
                 return self._swap(seen, publication, fixed=not releasing)
             return False
