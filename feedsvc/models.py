@@ -125,9 +125,11 @@ def entry_path(slug: str) -> str:
 
 
 class StoredText(Protocol):
-    """Text kept elsewhere (the store), loaded when asked for."""
+    """A body kept elsewhere (the store), loaded when asked for: its HTML and its headings."""
 
     def html(self) -> str: ...
+
+    def headings(self) -> tuple[Heading, ...]: ...
 
 
 @dataclass(frozen=True)
@@ -151,7 +153,9 @@ class Entry:
     image: Image | None = None
     authors: tuple[Author, ...] = ()  # empty: the site's author
     tags: tuple[str, ...] = ()  # as written; the site decides each tag's label (``tag_labels``)
-    headings: tuple[Heading, ...] = ()
+    # the body's headings as parsed; once the body is in the store, they are there too (``contents``):
+    # 100,000 entries' headings would otherwise take hundreds of MB in every worker
+    headings: tuple[Heading, ...] = field(default=(), compare=False)
     media: tuple[MediaFile, ...] = ()  # every content folder image the entry shows (its image and the body's)
     draft: bool = False
 
@@ -165,6 +169,12 @@ class Entry:
         """Return the entry's body as HTML."""
         body = self.body
         return body if isinstance(body, str) else body.html()
+
+    @property
+    def contents(self) -> tuple[Heading, ...]:
+        """Return the headings of the entry's body (levels 1-3), for its table of contents."""
+        body = self.body
+        return self.headings if isinstance(body, str) else body.headings()
 
 
 @dataclass(frozen=True)

@@ -103,7 +103,7 @@ def render_entry(context: PageContext, entry: Entry) -> bytes:
         entry=entry,
         entry_url=site.url(entry.path),
         section=site.section(entry.section),
-        contents=entry.headings if len(entry.headings) >= CONTENTS_FROM else (),
+        contents=entry.contents if len(entry.contents) >= CONTENTS_FROM else (),
         authors=entry.authors or (Author(site.author),),
         tags=tag_links(context, entry),
     )

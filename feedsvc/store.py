@@ -8,9 +8,9 @@ It remembers what must survive a restart and be the same in every process:
 - ``exported``: each file of the two static export folders: what it was made from (its input
   key), its ETag and mtime, so the next export keeps the files whose inputs did not change
   instead of rendering them, and removes those of documents that are gone;
-- ``file_digests``, ``parsed_entries`` and ``bodies``: a cache of the loader's work (a file's
+- ``file_digests``, ``parsed_entries`` and ``entry_bodies``: a cache of the loader's work (a file's
   digest by its name, size and mtime; a parsed entry by its file's digest and the site file's,
-  its rendered body apart), so a restart or a second worker reads, parses and renders only files
+  its rendered body and headings apart), so a restart or a second worker reads, parses and renders only files
   it has not seen, and no worker holds every body in memory.
 Every decision that several workers race for is one ``BEGIN IMMEDIATE`` transaction.
 """
@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
+import json
 import os
 import pickle
 import sqlite3
@@ -31,6 +32,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from .models import Heading
+
 DATABASE_FILE = "feedsvc.sqlite3"
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS documents (path TEXT PRIMARY KEY, etag TEXT NOT NULL, changed INTEGER NOT NULL);
@@ -39,7 +42,8 @@ CREATE TABLE IF NOT EXISTS announced (topic TEXT PRIMARY KEY, etag TEXT NOT NULL
 CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS file_digests (name TEXT PRIMARY KEY, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, digest TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS parsed_entries (key TEXT PRIMARY KEY, entry BLOB NOT NULL);
-CREATE TABLE IF NOT EXISTS bodies (key TEXT PRIMARY KEY, html TEXT NOT NULL);
+DROP TABLE IF EXISTS bodies;
+CREATE TABLE IF NOT EXISTS entry_bodies (key TEXT PRIMARY KEY, html TEXT NOT NULL, headings TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS exported (folder TEXT NOT NULL, path TEXT NOT NULL, key TEXT NOT NULL, etag TEXT NOT NULL,
                                      stamp INTEGER, PRIMARY KEY (folder, path));
 """
@@ -290,30 +294,39 @@ class Store:
         with self._transaction() as db:
             db.executemany("INSERT OR REPLACE INTO file_digests VALUES (?, ?, ?, ?)", [(n, *v) for n, v in files.items()])
             # a file parsed again (its pictures changed) leaves no body of its earlier parse behind
-            db.executemany("DELETE FROM bodies WHERE key > ? AND key < ?", [(f"{key}:", f"{key};") for key in entries])
+            db.executemany("DELETE FROM entry_bodies WHERE key > ? AND key < ?", [(f"{key}:", f"{key};") for key in entries])
             db.executemany(
-                "INSERT OR REPLACE INTO bodies VALUES (?, ?)", [(_body_key(key, entry), entry.body_html) for key, entry in entries.items()]
+                "INSERT OR REPLACE INTO entry_bodies VALUES (?, ?, ?)",
+                [
+                    (_body_key(key, entry), entry.body_html, json.dumps([(h.level, h.anchor, h.text) for h in entry.headings]))
+                    for key, entry in entries.items()
+                ],
             )
             db.executemany(
                 "INSERT OR REPLACE INTO parsed_entries VALUES (?, ?)",
-                [(key, pickle.dumps(dataclasses.replace(entry, body=""), pickle.HIGHEST_PROTOCOL)) for key, entry in entries.items()],
+                [
+                    (key, pickle.dumps(dataclasses.replace(entry, body="", headings=()), pickle.HIGHEST_PROTOCOL))
+                    for key, entry in entries.items()
+                ],
             )
             (count,) = db.execute("SELECT count(*) FROM parsed_entries").fetchone()
             if count > 3 * len(keep) + 1000:  # other versions' parses: a few are worth keeping, not all
                 stale = [(key,) for (key,) in db.execute("SELECT key FROM parsed_entries") if key not in keep]
                 db.executemany("DELETE FROM parsed_entries WHERE key = ?", stale)
-                db.executemany("DELETE FROM bodies WHERE key > ? AND key < ?", [(f"{key}:", f"{key};") for (key,) in stale])
-        return {key: dataclasses.replace(entry, body=StoredBody(self, _body_key(key, entry))) for key, entry in entries.items()}
+                db.executemany("DELETE FROM entry_bodies WHERE key > ? AND key < ?", [(f"{key}:", f"{key};") for (key,) in stale])
+        return {
+            key: dataclasses.replace(entry, body=StoredBody(self, _body_key(key, entry)), headings=()) for key, entry in entries.items()
+        }
 
-    def body(self, key: str) -> str:
-        """Return a stored body (the most recently used ones are kept in memory)."""
+    def body(self, key: str) -> tuple[str, tuple[Heading, ...]]:
+        """Return a stored body's HTML and headings (the most recently used ones are kept in memory)."""
         return self._recent_bodies(key)
 
-    def _load_body(self, key: str) -> str:
-        row = self._connection().execute("SELECT html FROM bodies WHERE key = ?", (key,)).fetchone()
+    def _load_body(self, key: str) -> tuple[str, tuple[Heading, ...]]:
+        row = self._connection().execute("SELECT html, headings FROM entry_bodies WHERE key = ?", (key,)).fetchone()
         if row is None:
             raise LookupError(f"body {key} is no longer in the store")
-        return row[0]
+        return row[0], tuple(Heading(*heading) for heading in json.loads(row[1]))
 
 
 class StoredBody:
@@ -326,4 +339,7 @@ class StoredBody:
         self.key = key
 
     def html(self) -> str:
-        return self.store.body(self.key)
+        return self.store.body(self.key)[0]
+
+    def headings(self) -> tuple[Heading, ...]:
+        return self.store.body(self.key)[1]

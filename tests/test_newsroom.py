@@ -581,3 +581,13 @@ def test_an_edit_that_changes_other_entries_output_reaches_every_document_like_a
     assert [path for path in fresh if reloaded[path] != fresh[path]] == []
     if edit == "a tag's label changes":
         assert b">caf\xc3\xa9 culture</a>" in reloaded["/posts/market-day/"]
+
+
+def test_headings_live_in_the_store_with_the_body_not_in_every_worker(newsroom, tmp_path):
+    from feedsvc.store import Store
+
+    parsed = next(e for e in load_content(newsroom).entries if e.slug == "harbour-reopens")
+    assert [h.text for h in parsed.contents] == ["What was repaired", "What it cost", "What comes next"]
+    load_content(newsroom, cache=Store(tmp_path / "state"))  # parsed, then stored
+    stored = next(e for e in load_content(newsroom, cache=Store(tmp_path / "state")).entries if e.slug == "harbour-reopens")
+    assert stored.headings == () and stored.contents == parsed.contents
