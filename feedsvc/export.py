@@ -67,7 +67,32 @@ def _set_times(root: Path, name: str, moment: datetime | None) -> None:
     stamp = moment.timestamp()
     for file in (name, name + ".gz"):
         with contextlib.suppress(FileNotFoundError):
+            if os.stat(root / file).st_nlink > 1:  # shared with the served export: give this one its own inode
+                data = (root / file).read_bytes()
+                os.unlink(root / file)
+                (root / file).write_bytes(data)
             os.utime(root / file, (stamp, stamp))
+
+
+def _link(source: Path, root: Path, name: str, folders: set[str]) -> bool:
+    """Hard-link a file (and its .gz twin) of the served export into the workspace; False when that cannot be done.
+
+    Safe because nothing in a workspace is ever rewritten in place: new bytes get a new inode
+    (``_write``), a new time a copy (``_set_times``).
+    """
+    folder = os.path.dirname(name)
+    try:
+        if folder not in folders:
+            os.makedirs(root / folder, exist_ok=True)
+            folders.add(folder)
+        for file in (name, name + ".gz"):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(root / file)
+            if file == name or os.path.exists(source / file):
+                os.link(source / file, root / file)
+        return True
+    except OSError:  # gone, or a file system without hard links: render it instead
+        return False
 
 
 def _remove_others(root: Path, expected: set[str]) -> None:
@@ -215,19 +240,28 @@ def _export(publication: Publication, destination: Path, progress, store: Store 
     workspaces = (destination.with_name(f".{destination.name}.a"), destination.with_name(f".{destination.name}.b"))
     served = Path(os.path.realpath(destination)) if destination.is_symlink() else None
     target = workspaces[1] if served == workspaces[0] else workspaces[0]
-    earlier = {}
+    earlier: dict[str, tuple[str, str, int | None]] = {}
+    on_show: dict[str, tuple[str, str, int | None]] = {}
     if store is not None:
         earlier = store.exported(str(target))
         store.remember_export(str(target), {})  # it is being changed: nothing of it is known until it is done
+        if not earlier and served in workspaces:  # a workspace's first build: start from the served export
+            on_show = store.exported(str(served))
     target.mkdir(exist_ok=True)
     try:
         paths = sorted(publication.paths())
         keys = {path: _with_code(publication.input_key(path)) for path in paths} if store is not None else {}
         etags: dict[str, str] = {}
-        for path in paths:  # unchanged inputs: the workspace's file is what rendering would write
-            key, found = keys.get(path), earlier.get(path)
-            if key is not None and found is not None and found[0] == key and os.path.isfile(target / file_for(path)):
-                etags[path] = found[1]
+        times: dict[str, int | None] = {}  # the mtime a kept file has
+        folders: set[str] = set()
+        for path in paths:  # unchanged inputs: the workspace's file (or the served one, linked) is what rendering would write
+            key, found, shown = keys.get(path), earlier.get(path), on_show.get(path)
+            if key is None:
+                continue
+            if found is not None and found[0] == key and os.path.isfile(target / file_for(path)):
+                etags[path], times[path] = found[1], found[2]
+            elif shown is not None and shown[0] == key and _link(served, target, file_for(path), folders):
+                etags[path], times[path] = shown[1], shown[2]
         kept = set(etags)
         written = len(etags)
 
@@ -247,7 +281,7 @@ def _export(publication: Publication, destination: Path, progress, store: Store 
         if publication.stamp is not None:  # every document's Last-Modified, in one transaction
             for path, moment in publication.stamp(etags).items():
                 stamps[path] = int(moment.timestamp())
-                if path not in kept or earlier[path][2] != stamps[path]:  # a kept file has its time already
+                if path not in kept or times[path] != stamps[path]:  # a kept file has its time already
                     _set_times(target, file_for(path), moment)
         target.chmod(0o755)
         _switch(destination, target, workspaces)

@@ -304,3 +304,28 @@ def test_a_kept_file_gets_the_time_its_bytes_last_changed_even_when_they_changed
     publication = build_publication(load_content(content_dir), stamp=lambda etags: store.last_modified(etags, "x", lambda: True))
     changed = publication.document("/posts/new-faces-proteas-announce-test-debutants/").last_modified
     assert page.stat().st_mtime == changed.timestamp()  # the third version's time, not the first's
+
+
+def test_the_first_build_into_the_second_workspace_links_the_served_files_and_never_touches_them(tmp_path, content_dir, written):
+    from feedsvc.store import Store
+
+    shutil.copytree(generate(tmp_path / "generated", 200) / "posts", content_dir / "posts", dirs_exist_ok=True)
+    store = Store(tmp_path / "state")
+    _export(content_dir, tmp_path / "site", store)  # .site.a, served
+    served = Path(os.path.realpath(tmp_path / "site"))
+    before = {p: (p.read_bytes(), p.stat().st_mtime) for p in served.rglob("*") if p.is_file()}
+    edited = content_dir / "posts" / "post-00100.md"
+    edited.write_text(edited.read_text() + "\nOne more line.\n")
+    written.clear()
+    _export(content_dir, tmp_path / "site", store)  # .site.b: starts from .site.a's files
+    assert Path(os.path.realpath(tmp_path / "site")).name == ".site.b"
+    assert "posts/post-00100/index.html" in written and "posts/post-00101/index.html" not in written
+    assert len(written) < len(before) / 10
+    assert {p: (p.read_bytes(), p.stat().st_mtime) for p in served.rglob("*") if p.is_file()} == before  # the export before, intact
+    _export(content_dir, tmp_path / "fresh", store)
+    site, fresh = Path(os.path.realpath(tmp_path / "site")), Path(os.path.realpath(tmp_path / "fresh"))
+    assert _inodes(site).keys() == _inodes(fresh).keys()
+    for name in _inodes(site):
+        assert (site / name).read_bytes() == (fresh / name).read_bytes(), name
+        if not name.startswith("404.html"):
+            assert int((site / name).stat().st_mtime) == int((fresh / name).stat().st_mtime), name
