@@ -254,11 +254,12 @@ def _export(publication: Publication, destination: Path, progress, store: Store 
         etags: dict[str, str] = {}
         times: dict[str, int | None] = {}  # the mtime a kept file has
         folders: set[str] = set()
+        root = os.fspath(target)
         for path in paths:  # unchanged inputs: the workspace's file (or the served one, linked) is what rendering would write
             key, found, shown = keys.get(path), earlier.get(path), on_show.get(path)
             if key is None:
                 continue
-            if found is not None and found[0] == key and os.path.isfile(target / file_for(path)):
+            if found is not None and found[0] == key and os.path.isfile(os.path.join(root, file_for(path))):
                 etags[path], times[path] = found[1], found[2]
             elif shown is not None and shown[0] == key and _link(served, target, file_for(path), folders):
                 etags[path], times[path] = shown[1], shown[2]
