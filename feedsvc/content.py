@@ -207,11 +207,21 @@ def _flag(value: Any) -> bool:
     return value
 
 
-def _feed_content(value: Any) -> str:
-    choice = _required_text(value)
-    if choice not in ("full", "summary"):
-        raise _FieldError(f"{quote(choice)} is not a choice; use 'full' (feeds carry each story) or 'summary' (readers visit the page)")
-    return choice
+def _one_of(what: str, choices: Mapping[str, str]) -> Callable[[Any], str]:
+    """A converter accepting one of ``choices`` (value -> what it is for, shown in the fix)."""
+    fix = " or ".join(f"{quote(choice)} ({meaning})" for choice, meaning in choices.items())
+
+    def convert(value: Any) -> str:
+        choice = _required_text(value)
+        if choice not in choices:
+            raise _FieldError(f"{quote(choice)} is not {what}; use {fix}")
+        return choice
+
+    return convert
+
+
+_feed_content = _one_of("a choice", {"full": "feeds carry each story", "summary": "readers visit the page"})
+_archive_period = _one_of("an archive period", {"day": "news sites", "month": "a few posts a month"})
 
 
 def _positive_int(value: Any) -> int:
@@ -233,13 +243,6 @@ def _base_url(value: Any) -> str:
     if not is_absolute_http_url(url):
         raise _FieldError(f"{quote(url)} is not an absolute http(s) URL such as 'https://news.example.com'")
     return url
-
-
-def _archive_period(value: Any) -> str:
-    period = _required_text(value)
-    if period not in ("day", "month"):
-        raise _FieldError(f"{quote(period)} is not an archive period; use 'day' (news sites) or 'month' (a few posts a month)")
-    return period
 
 
 def _sections(value: Any) -> tuple[Section, ...]:

@@ -12,6 +12,7 @@ import hashlib
 import html
 import json
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -136,7 +137,7 @@ def feed_family(
     entries: tuple[Entry, ...],
     hub_url: str | None,
     quiet_since: datetime = _NO_ENTRIES,
-    labels: dict[str, str] | None = None,
+    labels: Mapping[str, str] | None = None,
 ) -> tuple[FeedSpec, ...]:
     """Describe a logical feed: its subscription document, then its RFC 5005 archive documents, oldest first.
 
@@ -210,13 +211,23 @@ def entries_by_tag(entries: tuple[Entry, ...]) -> dict[str, tuple[Entry, ...]]:
     return {slug: tuple(tagged[slug]) for slug in sorted(tagged)}
 
 
-def site_feeds(content: Content, hub_url: str | None = None) -> tuple[FeedSpec, ...]:
-    """Describe the site feed, one feed per section and one per tag, each with its archive documents."""
+def site_feeds(
+    content: Content,
+    hub_url: str | None = None,
+    labels: Mapping[str, str] | None = None,
+    tagged: Mapping[str, tuple[Entry, ...]] | None = None,
+) -> tuple[FeedSpec, ...]:
+    """Describe the site feed, one feed per section and one per tag, each with its archive documents.
+
+    ``labels`` and ``tagged`` (``tag_labels`` and ``entries_by_tag`` of the entries), when the
+    caller has them already.
+    """
     site = content.site
     newest = max((e.updated for e in content.entries), default=_NO_ENTRIES)
-    labels = tag_labels(content.entries)
+    labels = tag_labels(content.entries) if labels is None else labels
+    tagged = entries_by_tag(content.entries) if tagged is None else tagged
     families = [feed_family(site, site.title, site.description, "/", "", content.entries, hub_url, newest, labels)]
-    for slug, tagged in entries_by_tag(content.entries).items():
+    for slug, tag_entries in tagged.items():
         families.append(
             feed_family(
                 site,
@@ -224,7 +235,7 @@ def site_feeds(content: Content, hub_url: str | None = None) -> tuple[FeedSpec, 
                 f"Stories tagged {labels[slug]} from {site.title}. {site.description}",
                 tag_path(slug),
                 f"/tags/{slug}",
-                tagged,
+                tag_entries,
                 hub_url,
                 newest,
                 labels,

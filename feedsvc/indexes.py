@@ -24,26 +24,24 @@ def _xml(root: etree._Element) -> bytes:
     return etree.tostring(root, xml_declaration=True, encoding="UTF-8", pretty_print=True)
 
 
+def _sitemap_xml(root_name: str, item_name: str, items: Sequence[tuple[str, datetime | None]]) -> bytes:
+    root = etree.Element(f"{{{SITEMAP_NS}}}{root_name}", nsmap={None: SITEMAP_NS})
+    for location, modified in items:
+        item = etree.SubElement(root, f"{{{SITEMAP_NS}}}{item_name}")
+        etree.SubElement(item, f"{{{SITEMAP_NS}}}loc").text = location
+        if modified is not None:
+            etree.SubElement(item, f"{{{SITEMAP_NS}}}lastmod").text = modified.isoformat()  # W3C Datetime
+    return _xml(root)
+
+
 def render_sitemap(urls: Sequence[tuple[str, datetime | None]]) -> bytes:
     """Render a sitemap (sitemaps.org 0.9): absolute URL and last modification of each page."""
-    root = etree.Element(f"{{{SITEMAP_NS}}}urlset", nsmap={None: SITEMAP_NS})
-    for location, modified in urls:
-        url = etree.SubElement(root, f"{{{SITEMAP_NS}}}url")
-        etree.SubElement(url, f"{{{SITEMAP_NS}}}loc").text = location
-        if modified is not None:
-            etree.SubElement(url, f"{{{SITEMAP_NS}}}lastmod").text = modified.isoformat()  # W3C Datetime
-    return _xml(root)
+    return _sitemap_xml("urlset", "url", urls)
 
 
 def render_sitemap_index(sitemaps: Sequence[tuple[str, datetime | None]]) -> bytes:
     """Render a sitemap index: the absolute URL of each sitemap and the newest change it lists."""
-    root = etree.Element(f"{{{SITEMAP_NS}}}sitemapindex", nsmap={None: SITEMAP_NS})
-    for location, modified in sitemaps:
-        sitemap = etree.SubElement(root, f"{{{SITEMAP_NS}}}sitemap")
-        etree.SubElement(sitemap, f"{{{SITEMAP_NS}}}loc").text = location
-        if modified is not None:
-            etree.SubElement(sitemap, f"{{{SITEMAP_NS}}}lastmod").text = modified.isoformat()
-    return _xml(root)
+    return _sitemap_xml("sitemapindex", "sitemap", sitemaps)
 
 
 def render_robots(site: Site) -> bytes:

@@ -412,11 +412,12 @@ def build_publication(
     """
     site = content.site
     cache_control = FEED_CACHE.format(max_age=site.max_age)
-    specs = site_feeds(content, hub_url)
+    labels = tag_labels(content.entries)
+    tagged = entries_by_tag(content.entries)
+    specs = site_feeds(content, hub_url, labels, tagged)
     site_spec = specs[0]
     assets = _asset_documents()
     subscriptions = {spec.path_prefix: spec for spec in specs if not spec.history.is_archive}
-    labels = tag_labels(content.entries)
     context = page_context(
         content=content,
         feeds=_feed_links(site_spec, site.title),
@@ -467,7 +468,6 @@ def build_publication(
             rendered.update({entry.path: reused})
     archive_indexes, archive_months = _html_archives(content, context, page)
     documents.update(archive_indexes)
-    tagged = entries_by_tag(content.entries)
     tags_index, tag_pages = _tag_pages(context, page, subscriptions, tagged)
     documents.update(tags_index)
     documents["/feeds.opml"] = build_representation(_opml(content, subscriptions), OPML_TYPE, cache_control=cache_control)

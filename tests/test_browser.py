@@ -147,21 +147,24 @@ def test_keyboard_focus_is_visible(browser, site):
 @pytest.mark.parametrize("color_scheme", ["light", "dark"])
 @pytest.mark.parametrize("width", WIDTHS)
 def test_axe_finds_no_serious_or_critical_violations(browser, site, color_scheme, width):
-    require(AXE.exists(), f"{AXE} is missing (npm ci --prefix tests/browser)")
     for path in ["/", *entry_paths(site)[:2], "/archive/", "/archive/2025-07/", "/no-such-page"]:
-        # axe is injected as a script, which the pages' own CSP rightly forbids: bypass it for the audit
-        context, page, _ = visit(
-            browser, site + path, width, color_scheme=color_scheme, expected_status=404 if path == "/no-such-page" else 200, bypass_csp=True
+        serious = serious_violations(browser, site + path, width, color_scheme, 404 if path == "/no-such-page" else 200)
+        assert serious == [], (path, color_scheme, width, serious)
+
+
+def serious_violations(browser, url: str, width: int, color_scheme: str, status: int = 200) -> list[dict]:
+    """Run axe-core on one page; return its serious and critical violations."""
+    require(AXE.exists(), f"{AXE} is missing (npm ci --prefix tests/browser)")
+    # axe is injected as a script, which the pages' own CSP rightly forbids: bypass it for the audit
+    context, page, _ = visit(browser, url, width, color_scheme=color_scheme, expected_status=status, bypass_csp=True)
+    try:
+        page.add_script_tag(path=str(AXE))
+        violations = page.evaluate(
+            "async () => (await axe.run(document)).violations.map(v => ({id: v.id, impact: v.impact, nodes: v.nodes.length}))"
         )
-        try:
-            page.add_script_tag(path=str(AXE))
-            violations = page.evaluate(
-                "async () => (await axe.run(document)).violations.map(v => ({id: v.id, impact: v.impact, nodes: v.nodes.length}))"
-            )
-            serious = [v for v in violations if v["impact"] in ("serious", "critical")]
-            assert serious == [], (path, color_scheme, width, serious)
-        finally:
-            context.close()
+        return [v for v in violations if v["impact"] in ("serious", "critical")]
+    finally:
+        context.close()
 
 
 @pytest.fixture(scope="module")
@@ -229,15 +232,6 @@ def test_the_contents_list_jumps_to_its_headings(browser, newsroom):
 @pytest.mark.parametrize("color_scheme", ["light", "dark"])
 @pytest.mark.parametrize("width", WIDTHS)
 def test_axe_finds_no_serious_or_critical_violations_on_the_newsroom(browser, newsroom, color_scheme, width):
-    require(AXE.exists(), f"{AXE} is missing (npm ci --prefix tests/browser)")
     for path in NEWSROOM_PAGES:
-        context, page, _ = visit(browser, newsroom + path, width, color_scheme=color_scheme, bypass_csp=True)
-        try:
-            page.add_script_tag(path=str(AXE))
-            violations = page.evaluate(
-                "async () => (await axe.run(document)).violations.map(v => ({id: v.id, impact: v.impact, nodes: v.nodes.length}))"
-            )
-            serious = [v for v in violations if v["impact"] in ("serious", "critical")]
-            assert serious == [], (path, color_scheme, width, serious)
-        finally:
-            context.close()
+        serious = serious_violations(browser, newsroom + path, width, color_scheme)
+        assert serious == [], (path, color_scheme, width, serious)
