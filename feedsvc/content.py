@@ -12,6 +12,7 @@ import os
 import re
 import reprlib
 import stat
+import sys
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ProcessPoolExecutor
@@ -98,7 +99,7 @@ _Loader.yaml_implicit_resolvers = {
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
 # Bump when parsing changes what an entry holds: cached parses of older code are not reused.
-PARSER_VERSION = b"feedsvc-parse-3"
+PARSER_VERSION = b"feedsvc-parse-4"
 
 
 # --- converters: value from YAML -> python value, or _FieldError with the fix ---------------
@@ -906,7 +907,8 @@ def load_content(
             read(file)
 
     def key_of(name: str) -> str:
-        return f"{seen_files[name][2]}:{site_digest}"
+        # one string object per key: the memo, the store's body references and this load share it
+        return sys.intern(f"{seen_files[name][2]}:{site_digest}")
 
     keys = [key_of(name) for name in seen_files]
     found = {key: parsed[key] for key in keys if parsed is not None and key in parsed}

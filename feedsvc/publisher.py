@@ -9,6 +9,7 @@ stays served.
 from __future__ import annotations
 
 import gc
+import hashlib
 import logging
 import os
 import threading
@@ -64,10 +65,15 @@ def folders_signature(directory: Path) -> tuple:
     return tuple(sorted(signature))
 
 
-def fingerprint(directory: Path, scan: FolderScan | None = None) -> tuple:
-    """Return a cheap signature of the content folder: which folder it is, and its files' names, sizes and mtimes."""
+def fingerprint(directory: Path, scan: FolderScan | None = None) -> str:
+    """Return a cheap signature of the content folder: which folder it is, and its files' names, sizes and mtimes.
+
+    A digest, not the list: the publisher keeps one, and 100,000 files' tuples would cost every worker 20 MB.
+    """
     scan = scan or scan_folder(directory)
-    return folder_identity(directory), tuple((f.name, f.size, f.mtime_ns) for f in scan.files), scan.problems
+    signature = hashlib.sha256(repr((folder_identity(directory), scan.problems)).encode())
+    signature.update("\0".join(f"{f.name}\0{f.size}\0{f.mtime_ns}" for f in scan.files).encode("utf-8", "surrogateescape"))
+    return signature.hexdigest()
 
 
 def _settle_heap() -> None:
@@ -143,7 +149,7 @@ class Publisher:
         if self.on_new_version is not None:
             self.on_new_version(self.current)
 
-    def _stamper(self, version: str, seen: tuple | None = None) -> Stamper | None:
+    def _stamper(self, version: str, seen: str | None = None) -> Stamper | None:
         """Stamp documents through the store: a build checks the folder is still ``seen``; later renders check the version."""
         if self.store is None:
             return None
@@ -167,7 +173,7 @@ class Publisher:
         due = None if self.current is None else self.current.content.next_release
         return due is not None and self._now() >= due
 
-    def _build(self, seen: tuple, loaded: Content) -> Publication | None:
+    def _build(self, seen: str, loaded: Content) -> Publication | None:
         """Build the version the folder has now, or return None when it is the version already served (a touch)."""
         content = release(loaded, self._now())
         if self.current is not None and content.version == self.current.version:
@@ -209,7 +215,7 @@ class Publisher:
                 return self._swap(seen, publication, fixed=not releasing)
             return False
 
-    def _failed(self, seen: tuple | None, error: ContentError) -> None:
+    def _failed(self, seen: str | None, error: ContentError) -> None:
         if self.error is None or error.problems != self.error.problems:
             log.error(
                 "content in %s not reloaded, still serving version %s:\n%s",
@@ -221,14 +227,14 @@ class Publisher:
             self._fingerprint = seen  # retried on the next change, not in a busy loop
         self.error = error
 
-    def _fixed(self, seen: tuple) -> None:
+    def _fixed(self, seen: str) -> None:
         if self.error is not None:
             log.info("content problems fixed")
         self._fingerprint = seen
         self.error = None
         self.loaded_at = datetime.now(UTC)
 
-    def _swap(self, seen: tuple, publication: Publication, fixed: bool = True) -> bool:
+    def _swap(self, seen: str, publication: Publication, fixed: bool = True) -> bool:
         self.current = publication  # one reference swap: atomic for readers
         if fixed:
             self._fixed(seen)

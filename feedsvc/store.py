@@ -24,6 +24,7 @@ import json
 import os
 import pickle
 import sqlite3
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -284,7 +285,8 @@ class Store:
             for key, blob in db.execute(query, chunk):
                 entry = pickle.loads(blob)  # a new object, referenced by nothing else yet:
                 # its body is set in place (dataclasses.replace would run __init__ again: 1 s per 100,000)
-                object.__setattr__(entry, "body", StoredBody(self, _body_key(key, entry)))
+                object.__setattr__(entry, "body", StoredBody(self, key, entry.digest))
+                object.__setattr__(entry, "section", sys.intern(entry.section))  # a few sections, 100,000 entries
                 found[key] = entry
         return found
 
@@ -316,9 +318,7 @@ class Store:
                 stale = [(key,) for (key,) in db.execute("SELECT key FROM parsed_entries") if key not in keep]
                 db.executemany("DELETE FROM parsed_entries WHERE key = ?", stale)
                 db.executemany("DELETE FROM entry_bodies WHERE key > ? AND key < ?", [(f"{key}:", f"{key};") for (key,) in stale])
-        return {
-            key: dataclasses.replace(entry, body=StoredBody(self, _body_key(key, entry)), headings=()) for key, entry in entries.items()
-        }
+        return {key: dataclasses.replace(entry, body=StoredBody(self, key, entry.digest), headings=()) for key, entry in entries.items()}
 
     def body(self, key: str) -> tuple[str, tuple[Heading, ...]]:
         """Return a stored body's HTML and headings (the most recently used ones are kept in memory)."""
@@ -332,13 +332,22 @@ class Store:
 
 
 class StoredBody:
-    """An entry's rendered body, kept in the store and loaded when a document is rendered."""
+    """An entry's rendered body, kept in the store and loaded when a document is rendered.
 
-    __slots__ = ("key", "store")
+    It holds the strings its key is made of (the loader's and the entry's own), not the key:
+    100,000 keys of 150 characters would cost every worker 20 MB.
+    """
 
-    def __init__(self, store: Store, key: str):
+    __slots__ = ("parse_key", "digest", "store")
+
+    def __init__(self, store: Store, parse_key: str, digest: str):
         self.store = store
-        self.key = key
+        self.parse_key = parse_key
+        self.digest = digest
+
+    @property
+    def key(self) -> str:
+        return f"{self.parse_key}:{self.digest}"
 
     def html(self) -> str:
         return self.store.body(self.key)[0]
