@@ -338,7 +338,7 @@ class StoredBody:
     100,000 keys of 150 characters would cost every worker 20 MB.
     """
 
-    __slots__ = ("parse_key", "digest", "store")
+    __slots__ = ("digest", "parse_key", "store")
 
     def __init__(self, store: Store, parse_key: str, digest: str):
         self.store = store
