@@ -897,43 +897,52 @@ def load_content(
         raws[file.name] = raw
         seen_files[file.name] = (file.size, file.mtime_ns, hashlib.sha256(file.name.encode() + b"\0" + raw).hexdigest())
 
-    files = [file for file in scan.files if is_entry_name(file.name)]
-    library = MediaLibrary({f.name: (f.path, f.size, f.mtime_ns) for f in scan.files if is_media_name(f.name)})
+    files = []
+    images = {}
+    for file in scan.files:  # the scanner listed content files only: an entry, an image or the site file
+        if file.name.endswith(ENTRY_SUFFIX):
+            if file.name != SITE_FILE:
+                files.append(file)
+        elif file.name != SITE_FILE:
+            images[file.name] = (file.path, file.size, file.mtime_ns)
+    library = MediaLibrary(images)
     for file in files:
         earlier = known.get(file.name)
-        if earlier is not None and earlier[:2] == (file.size, file.mtime_ns) and file.size <= site.max_file_size:
+        if earlier is not None and earlier[0] == file.size and earlier[1] == file.mtime_ns and file.size <= site.max_file_size:
             seen_files[file.name] = earlier  # unchanged since a load that recorded it: not even read
         else:
             read(file)
 
-    def key_of(name: str) -> str:
-        # one string object per key: the memo, the store's body references and this load share it
-        return sys.intern(f"{seen_files[name][2]}:{site_digest}")
-
-    keys = [key_of(name) for name in seen_files]
-    found = {key: parsed[key] for key in keys if parsed is not None and key in parsed}
-    if cache is not None:
-        found.update(cache.parsed_entries(key for key in keys if key not in found))
+    # one string object per key: the memo, the store's body references and this load share it
+    keys = {name: sys.intern(f"{value[2]}:{site_digest}") for name, value in seen_files.items()}
+    memo = parsed if parsed is not None else {}
+    found = {key: memo[key] for key in keys.values() if key in memo}
+    if cache is not None and len(found) < len(keys):
+        found.update(cache.parsed_entries(key for key in keys.values() if key not in found))
     for key, entry in list(found.items()):  # a parse shows its images as they were: parse again when one changed
-        if all(library.current(media) for media in entry.media):
-            library.known.update((media.name, media) for media in entry.media)
-        else:
-            del found[key]
+        if entry.media:
+            if all(library.current(media) for media in entry.media):
+                library.known.update((media.name, media) for media in entry.media)
+            else:
+                del found[key]
     for file in files:
-        if file.name in seen_files and file.name not in raws and key_of(file.name) not in found:
+        if file.name in seen_files and file.name not in raws and keys[file.name] not in found:
             read(file)  # known digest, no parse cached (the site file changed, say): read it now
-    to_parse = [(name, raws[name], seen_files[name][2]) for name in seen_files if key_of(name) not in found]
+            if file.name in seen_files:
+                keys[file.name] = sys.intern(f"{seen_files[file.name][2]}:{site_digest}")
+    to_parse = [(name, raws[name], seen_files[name][2]) for name, key in keys.items() if name in seen_files and key not in found]
     parse_results = dict(zip((item[0] for item in to_parse), _parse_all(site, library, to_parse, processes, progress), strict=True))
 
     this_load: dict = {}  # key -> entry, in file order
     new_entries: dict = {}
     for file in files:
         name = file.name
-        problems.extend(read_problems.get(name, ()))
+        if read_problems:
+            problems.extend(read_problems.get(name, ()))
         if name not in seen_files:
             continue
+        key = keys[name]
         digest.update(seen_files[name][2].encode())
-        key = key_of(name)
         entry = found.get(key)
         if name in parse_results:
             entry, entry_problems = parse_results[name]

@@ -20,7 +20,7 @@ from feedgen.ext.base import BaseExtension
 from feedgen.feed import FeedGenerator
 from feedgen.util import xml_elem
 
-from .models import Author, Content, Entry, Site, tag_labels, tag_slug
+from .models import Author, Content, Entry, Site, tag_labels, tag_slug, utc_day
 
 RSS_TYPE = "application/rss+xml; charset=utf-8"
 ATOM_TYPE = "application/atom+xml; charset=utf-8"
@@ -115,12 +115,12 @@ class FeedSpec:
         return links
 
 
-ARCHIVE_PERIODS = {"day": "%Y-%m-%d", "month": "%Y-%m"}  # site file's archive_period -> archive document name
+ARCHIVE_NAME_LENGTH = {"day": 10, "month": 7}  # site file's archive_period -> characters of YYYY-MM-DD naming its documents
 
 
 def archive_period(site: Site, entry: Entry) -> str:
-    """Return the archive document an entry belongs to: the UTC day (or month) of its publication."""
-    return entry.published.astimezone(UTC).strftime(ARCHIVE_PERIODS[site.archive_period])
+    """Return the archive document an entry belongs to: the UTC day (YYYY-MM-DD) or month (YYYY-MM) of its publication."""
+    return utc_day(entry.published)[: ARCHIVE_NAME_LENGTH[site.archive_period]]
 
 
 def feed_id(site: Site, prefix: str) -> str:

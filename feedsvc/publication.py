@@ -13,7 +13,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from functools import cache
 from importlib import resources
 
@@ -40,7 +40,7 @@ from .indexes import (
     render_sitemap_index,
 )
 from .markdown import shorten
-from .models import Content, Entry, MediaFile, tag_labels
+from .models import Content, Entry, MediaFile, tag_labels, utc_day
 from .pages import (
     ArchiveMonth,
     FeedLink,
@@ -276,7 +276,7 @@ def _html_archives(
     for prefix, heading, noun, entries, _ in scopes:
         by_month: dict[str, list] = {}
         for entry in entries:  # newest first, so are the months
-            by_month.setdefault(entry.published.astimezone(UTC).strftime("%Y-%m"), []).append(entry)
+            by_month.setdefault(utc_day(entry.published)[:7], []).append(entry)
         index_url = site.url(f"{prefix}/archive/")
         months = tuple(
             ArchiveMonth(datetime.strptime(key, "%Y-%m").strftime("%B %Y"), site.url(f"{prefix}/archive/{key}/"), len(found))
