@@ -22,7 +22,7 @@ from typing import Any
 
 from watchfiles._rust_notify import RustNotify  # watchfiles.watch() offers no hook once the watch is in place
 
-from .content import ContentError, FolderScan, Problem, load_content, scan_folder
+from .content import ContentError, FolderScan, Problem, load_content, rescan_folder, scan_folder
 from .markdown import shorten
 from .models import Content, release
 from .publication import Publication, Stamper, build_publication
@@ -99,6 +99,60 @@ def _unexpected(error: Exception) -> ContentError:
     return ContentError([Problem("(build)", type(error).__name__, shorten(str(error) or "failed", 200))])
 
 
+class FolderEvents:
+    """The paths inotify named since a reload last looked, for the watcher's thread only.
+
+    A reload rescans only these paths (``rescan_folder``) and, before it stamps its documents,
+    asks ``quiet()``: any event since it looked means the folder changed while it built, like a
+    full rescan that differs, at the cost of a poll instead of a stat of every file.
+    """
+
+    def __init__(self, notify: RustNotify, root: str):
+        self._notify = notify
+        self._root = root  # the folder watched (resolved), which event paths start with
+        self._paths: set[str] | None = None  # None: unknown, rescan everything
+
+    def _relevant(self, changes: set[tuple[int, str]]) -> set[str]:
+        """The paths that can change what is published: not an editor's swap, lock or backup file (never content)."""
+        found = set()
+        for _, path in changes:
+            relative = os.path.relpath(path, self._root)
+            base = os.path.basename(path)
+            if relative != "." and (
+                any(part.startswith(".") for part in relative.split(os.sep)) or base.endswith("~") or base.startswith("#")
+            ):
+                continue
+            found.add(path)
+        return found
+
+    def add(self, changes: set[tuple[int, str]]) -> bool:
+        """Record what an event batch named; return whether any of it matters."""
+        paths = self._relevant(changes)
+        if self._paths is not None:
+            self._paths.update(paths)
+        return bool(paths)
+
+    def everything(self) -> None:
+        """Forget what was named: the next reload scans the whole folder (the safety net, a new watch)."""
+        self._paths = None
+
+    def take(self) -> set[str] | None:
+        """Return the paths named since the last take (None: rescan everything), and start collecting anew."""
+        paths, self._paths = self._paths, set()
+        return paths
+
+    def quiet(self) -> bool:
+        """Tell whether no event arrived since the last take; events that did are kept for the next one."""
+        try:
+            result = self._notify.watch(1, 1, 1, None)  # what the kernel reported already: returns within milliseconds
+        except Exception:  # an event watchfiles cannot decode (a non-UTF-8 name): something changed, look at everything
+            self.everything()
+            return False
+        if isinstance(result, set):
+            return not self.add(result)
+        return result == "timeout"
+
+
 class Publisher:
     """Owns the current Publication; readers take ``publisher.current`` and never see a half-built one."""
 
@@ -119,6 +173,7 @@ class Publisher:
         self.store = store
         self.on_new_version = on_new_version  # e.g. HubNotifier.on_new_version: must not block
         self._parsed: dict = {}  # entries of the last load, reused for unchanged files
+        self._scan: FolderScan | None = None  # the last look at the folder, which the watcher's events update
         self._lock = threading.Lock()  # one reload at a time
         self._stop = threading.Event()
         self.error: ContentError | None = None
@@ -127,7 +182,7 @@ class Publisher:
         self._watcher: threading.Thread | None = None
         self._watch_beat = time.monotonic()  # the watcher's last finished look at the folder
         for _ in range(_STALE_RETRIES):
-            scan = scan_folder(self.directory)
+            scan = self._scan = scan_folder(self.directory)
             seen = fingerprint(self.directory, scan)
             try:
                 # raises ContentError: a service never starts on invalid content
@@ -149,12 +204,15 @@ class Publisher:
         if self.on_new_version is not None:
             self.on_new_version(self.current)
 
-    def _stamper(self, version: str, seen: str | None = None) -> Stamper | None:
-        """Stamp documents through the store: a build checks the folder is still ``seen``; later renders check the version."""
+    def _stamper(self, version: str, seen: str | None = None, quiet: Callable[[], bool] | None = None) -> Stamper | None:
+        """Stamp documents through the store: a build checks the folder is still ``seen``; later renders check the version.
+
+        ``quiet`` (no inotify event since the folder was looked at) answers "still seen" without a full rescan.
+        """
         if self.store is None:
             return None
         store, directory = self.store, self.directory
-        still_current = None if seen is None else (lambda: fingerprint(directory) == seen)
+        still_current = None if seen is None else quiet or (lambda: fingerprint(directory) == seen)
 
         def stamp(etags: Mapping[str, str]) -> Mapping[str, datetime]:
             return store.last_modified(etags, version, still_current)
@@ -173,31 +231,42 @@ class Publisher:
         due = None if self.current is None else self.current.content.next_release
         return due is not None and self._now() >= due
 
-    def _build(self, seen: str, loaded: Content) -> Publication | None:
+    def _build(self, seen: str, loaded: Content, quiet: Callable[[], bool] | None = None) -> Publication | None:
         """Build the version the folder has now, or return None when it is the version already served (a touch)."""
         content = release(loaded, self._now())
         if self.current is not None and content.version == self.current.version:
             return None
-        publication = build_publication(content, self.hub_url, self.current, self._stamper(content.version, seen))
+        publication = build_publication(content, self.hub_url, self.current, self._stamper(content.version, seen, quiet))
         return replace(publication, stamp=self._stamper(content.version))
 
-    def refresh(self) -> bool:
+    def _look(self, events: FolderEvents | None) -> FolderScan:
+        """Scan the folder: only the paths the watcher's events named, when it has them and a scan to update."""
+        changed = events.take() if events is not None else None
+        if changed is None or self._scan is None:
+            self._scan = None  # a failed scan leaves nothing to update
+            self._scan = scan_folder(self.directory)
+        else:
+            self._scan = rescan_folder(self.directory, self._scan, changed)
+        return self._scan
+
+    def refresh(self, events: FolderEvents | None = None) -> bool:
         """Reload when the folder changed; return True when a new version is now served.
 
-        Never raises: whatever goes wrong becomes the recorded problem that /healthz reports.
+        With ``events`` (the watcher's), only the paths they named are looked at again. Never
+        raises: whatever goes wrong becomes the recorded problem that /healthz reports.
         """
         with self._lock:
             for _ in range(_STALE_RETRIES):
                 seen = None
                 try:
-                    scan = scan_folder(self.directory)
+                    scan = self._look(events)
                     seen = fingerprint(self.directory, scan)
                     releasing = seen == self._fingerprint
                     if releasing and not self.release_due():
                         return False
                     # a scheduled entry's time came: release the last good load, even while an edit is broken
                     loaded = self._loaded if releasing else self._load(scan)
-                    publication = self._build(seen, loaded)
+                    publication = self._build(seen, loaded, events.quiet if events is not None else None)
                     self._loaded = loaded  # built: what scheduled entries are released from later
                 except StaleBuildError:  # saved again while we built: build what is there now
                     continue
@@ -281,7 +350,8 @@ class Publisher:
             # the folder the path names now: inotify watches inodes, and a linked root's subfolders are not walked
             with RustNotify([os.path.realpath(self.directory)], False, False, 300, True, False) as notify:
                 self.watch_error = None
-                self.refresh()
+                events = FolderEvents(notify, os.path.realpath(self.directory))  # starts as "everything": the first look is a full scan
+                self.refresh(events)
                 checked = fully_checked = self._watch_beat = time.monotonic()
                 folders = folders_signature(self.directory)
                 while not self._stop.is_set():
@@ -293,12 +363,15 @@ class Publisher:
                         log.info("content folder %s now names %s: watching it", self.directory, os.path.realpath(self.directory))
                         return
                     now = time.monotonic()
+                    if isinstance(result, set) and not events.add(result):
+                        result = "timeout"  # only an editor's swap files changed: nothing to look at
                     if result != "timeout" or self.release_due():  # scheduled entries go live within a poll
-                        self.refresh()
+                        self.refresh(events)
                     elif now - checked > SAFETY_NET_SECONDS:
                         checked, seen_folders = now, folders_signature(self.directory)
                         if seen_folders != folders or now - fully_checked > FULL_CHECK_SECONDS:
-                            self.refresh()
+                            events.everything()  # what events may have missed: look at every file
+                            self.refresh(events)
                             fully_checked = now
                         folders = seen_folders
                     self._watch_beat = time.monotonic()

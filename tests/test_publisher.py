@@ -165,9 +165,9 @@ def test_healthz_is_degraded_while_a_reload_is_stuck_and_recovers(content_dir, s
     released = threading.Event()
     real_build = publisher._build
 
-    def hung_build(seen, scan):  # as a read from a hung network file system would
+    def hung_build(*args):  # as a read from a hung network file system would
         released.wait(30)
-        return real_build(seen, scan)
+        return real_build(*args)
 
     monkeypatch.setattr(publisher, "_build", hung_build)
     try:

@@ -1,0 +1,222 @@
+"""A reload rescans only the paths inotify named: the result must be the full scan's, whatever the change."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from watchfiles._rust_notify import RustNotify
+
+from feedsvc import content as content_module
+from feedsvc import publisher as publisher_module
+from feedsvc.content import rescan_folder, scan_folder
+from feedsvc.publisher import Publisher
+from feedsvc.store import Store
+from tests.conftest import write_entry
+
+POST = 'id: "urn:uuid:8d2b7a1e-0c4f-4b7e-9d1a-5e6f7a8b9c{n:02d}"\ntitle: Post {n}\ndate: 2025-07-0{day}T08:00:00Z\nsection: latest'
+
+
+def _post(directory: Path, name: str, n: int) -> Path:
+    return write_entry(directory, name, POST.format(n=n, day=1 + n % 9), f"Body {n}.")
+
+
+def _edit(directory: Path) -> None:
+    path = directory / "posts" / "a.md"
+    path.write_text(path.read_text() + "\nMore.\n")
+
+
+def _add(directory: Path) -> None:
+    _post(directory, "new.md", 20)
+
+
+def _delete(directory: Path) -> None:
+    (directory / "posts" / "b.md").unlink()
+
+
+def _rename(directory: Path) -> None:
+    (directory / "posts" / "b.md").rename(directory / "posts" / "renamed.md")
+
+
+def _save_like_an_editor(directory: Path) -> None:  # write a swap file, write a temporary copy, rename it over the file
+    (directory / "posts" / ".a.md.swp").write_bytes(b"swap")
+    temporary = directory / "posts" / "a.md~"
+    temporary.write_text((directory / "posts" / "a.md").read_text().replace("Post 1", "Post one"))
+    temporary.rename(directory / "posts" / "a.md")
+    (directory / "posts" / ".a.md.swp").unlink()
+
+
+def _new_folder(directory: Path) -> None:
+    (directory / "posts" / "2026").mkdir()
+    _post(directory, "2026/deep.md", 21)
+
+
+def _delete_folder(directory: Path) -> None:
+    shutil.rmtree(directory / "posts" / "old")
+
+
+def _rename_folder(directory: Path) -> None:
+    (directory / "posts" / "old").rename(directory / "posts" / "older")
+
+
+def _edit_a_linked_file(directory: Path) -> None:  # the link's name is never in the events, only its target's
+    target = directory / "posts" / "old" / "c.md"
+    target.write_text(target.read_text() + "\nLinked edit.\n")
+
+
+def _link_out(directory: Path) -> None:
+    (directory / "posts" / "out.md").symlink_to("/etc/hostname")
+
+
+def _fifo(directory: Path) -> None:
+    os.mkfifo(directory / "posts" / "pipe.md")
+
+
+def _readme_and_backup(directory: Path) -> None:
+    (directory / "posts" / "README.md").write_text("notes")
+    (directory / "posts" / "#a.md#").write_text("autosave")
+
+
+def _unreadable_folder(directory: Path) -> None:
+    (directory / "posts" / "old").chmod(0)
+
+
+def _non_utf8_name(directory: Path) -> None:
+    (directory / "posts" / os.fsdecode(b"bad-\xff.md")).write_text("x")
+
+
+CHANGES = [
+    _edit,
+    _add,
+    _delete,
+    _rename,
+    _save_like_an_editor,
+    _new_folder,
+    _delete_folder,
+    _rename_folder,
+    _edit_a_linked_file,
+    _link_out,
+    _fifo,
+    _readme_and_backup,
+    _unreadable_folder,
+    _non_utf8_name,
+]
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    directory = tmp_path / "content"
+    (directory / "posts" / "old").mkdir(parents=True)
+    (directory / "site.yaml").write_text("id: urn:example:site\ntitle: T\ndescription: D\nbase_url: https://example.org\n")
+    _post(directory, "a.md", 1)
+    _post(directory, "b.md", 2)
+    _post(directory, "old/c.md", 3)
+    (directory / "posts" / "linked.md").symlink_to("old/c.md")
+    yield directory
+    for path in directory.rglob("*"):  # let tmp_path's cleanup in again
+        if path.is_dir() and not path.is_symlink():
+            path.chmod(0o755)
+
+
+def _events_of(directory: Path, change) -> set[str]:
+    """The paths real inotify names for ``change`` (watching the folder as the publisher does)."""
+    with RustNotify([os.path.realpath(directory)], False, False, 300, True, False) as notify:
+        change(directory)
+        paths: set[str] = set()
+        while True:
+            result = notify.watch(200, 50, 500, None)
+            if not isinstance(result, set):
+                return paths
+            paths.update(path for _, path in result)
+
+
+@pytest.mark.parametrize("change", CHANGES, ids=[change.__name__.strip("_") for change in CHANGES])
+def test_a_rescan_of_the_paths_inotify_names_equals_a_full_scan(folder, change):
+    before = scan_folder(folder)
+    assert "posts/linked.md" in before.links
+    if change is _non_utf8_name:  # watchfiles cannot name it (its watch raises and the watcher rescans everything): as inotify does
+        change(folder)
+        changed = {os.path.join(os.path.realpath(folder), "posts", os.fsdecode(b"bad-\xff.md"))}
+    else:
+        changed = _events_of(folder, change)
+    assert rescan_folder(folder, before, changed) == scan_folder(folder)
+
+
+def test_a_rescan_stats_only_the_named_paths_and_the_links(folder, monkeypatch):
+    for n in range(30):
+        _post(folder, f"many-{n}.md", 30 + n)
+    before = scan_folder(folder)
+    changed = _events_of(folder, _edit)
+    looked_at = set()
+    real_lstat = os.lstat
+    monkeypatch.setattr(content_module.os, "lstat", lambda path: looked_at.add(os.fspath(path)) or real_lstat(path))
+    after = rescan_folder(folder, before, changed)
+    assert after != before
+    files_looked_at = {Path(path).relative_to(folder).as_posix() for path in looked_at if path.endswith(".md")}
+    # the edited file, the link and (resolving the link) its target: none of the 32 others
+    assert files_looked_at == {"posts/a.md", "posts/linked.md", "posts/old/c.md"}
+
+
+def test_the_watcher_publishes_an_edit_without_scanning_every_file(content_dir, state_dir, monkeypatch):
+    full_scans = []
+    real_scan = publisher_module.scan_folder
+    monkeypatch.setattr(publisher_module, "scan_folder", lambda directory: full_scans.append(directory) or real_scan(directory))
+    publisher = Publisher(content_dir, store=Store(state_dir))
+    scans_before = len(full_scans) + 1  # the watch's first look is a full scan
+    publisher.watch(0.05)
+    try:
+        deadline = time.monotonic() + 10
+        while len(full_scans) < scans_before:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        write_entry(content_dir, "brand-new.md", POST.format(n=40, day=8), "Fresh.")
+        while not any(entry.title == "Post 40" for entry in publisher.current.content.entries):
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        assert len(full_scans) == scans_before
+    finally:
+        publisher.stop()
+
+
+def test_an_edit_saved_while_a_version_builds_is_not_stamped_as_that_version(content_dir, state_dir, monkeypatch):
+    """The truth check of a watched build is "no inotify event since the folder was read": an edit in between makes it stale."""
+    publisher = Publisher(content_dir, store=Store(state_dir))
+    building, edited = threading.Event(), threading.Event()
+    real_build = publisher._build
+
+    def build_while_editing(*args):
+        if not edited.is_set():
+            building.set()
+            edited.wait(10)
+            time.sleep(0.2)  # the kernel has reported the write by now
+        return real_build(*args)
+
+    monkeypatch.setattr(publisher, "_build", build_while_editing)
+    accepted = []  # the versions the store made current (stamped), in order
+    real_last_modified = publisher.store.last_modified
+
+    def last_modified(etags, version, still_current=None):
+        stamps = real_last_modified(etags, version, still_current)
+        if still_current is not None:
+            accepted.append(version)
+        return stamps
+
+    monkeypatch.setattr(publisher.store, "last_modified", last_modified)
+    publisher.watch(0.05)
+    try:
+        write_entry(content_dir, "first.md", POST.format(n=41, day=8), "First.")
+        assert building.wait(10)
+        write_entry(content_dir, "second.md", POST.format(n=42, day=9), "Second.")
+        edited.set()
+        deadline = time.monotonic() + 10
+        while {"Post 41", "Post 42"} - {entry.title for entry in publisher.current.content.entries}:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        # the version with only the first post was built but never made current: the edit in between made it stale
+        assert accepted == [publisher.current.version]
+    finally:
+        publisher.stop()
