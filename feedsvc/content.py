@@ -16,7 +16,7 @@ import sys
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from pathlib import Path, PurePath
 from typing import Any, NamedTuple, Protocol
@@ -758,11 +758,11 @@ def _load_site(directory: Path, overrides: Mapping[str, Any], problems: list[Pro
         return None, raw
     before = len(problems)
     values = {**SITE_DEFAULTS, **_convert(data, SITE_FIELDS, name, problems)}
-    for field, value in overrides.items():  # FEEDSVC_* settings go through the same converters
+    for setting, value in overrides.items():  # FEEDSVC_* settings go through the same converters
         try:
-            values[field] = SITE_FIELDS[field][1](value)
+            values[setting] = SITE_FIELDS[setting][1](value)
         except _FieldError as error:
-            problems.append(Problem("environment", f"FEEDSVC_{field.upper()}", str(error)))
+            problems.append(Problem("environment", f"FEEDSVC_{setting.upper()}", str(error)))
     if len(problems) > before:
         return None, raw
     return Site(**values), raw
@@ -868,7 +868,7 @@ def _check_unique(entries: list[Entry], problems: list[Problem]) -> None:
 class ParseCache(Protocol):
     """Where the loader keeps its work between loads and processes (``store.Store`` is one)."""
 
-    def file_digests(self) -> dict[str, tuple[int, int, str]]: ...
+    def file_digests(self, names: list[str]) -> dict[str, tuple[int, int, str]]: ...
 
     def parsed_entries(self, keys: Iterable[str]) -> dict[str, Any]: ...
 
@@ -921,10 +921,29 @@ def _parse_all(
     return results
 
 
+@dataclass
+class LoadMemo:
+    """What the last load of a folder found, so the next one works only on files whose size or mtime changed.
+
+    ``files`` maps each entry file's name to (the scan's record of it, its parse key, its entry),
+    for the site digest ``site_digest``; ``newest_first`` is the published order that load gave.
+    A load that fails keeps the parses it made, so fixing the typo re-parses one file.
+    """
+
+    site_digest: str = ""
+    files: dict[str, tuple[ContentFile, str, Entry]] = field(default_factory=dict)
+    newest_first: tuple[Entry, ...] | None = None  # None: the last load failed
+
+
+def _same_place(before: Entry, after: Entry) -> bool:
+    """Tell whether an edited entry keeps its place: the same id and slug (no uniqueness to check), date and draft flag (no new order)."""
+    return (before.id, before.slug, before.published, before.draft) == (after.id, after.slug, after.published, after.draft)
+
+
 def load_content(
     directory: str | Path,
     overrides: Mapping[str, Any] | None = None,
-    parsed: dict | None = None,
+    parsed: LoadMemo | None = None,
     cache: ParseCache | None = None,
     processes: int = 1,
     scan: FolderScan | None = None,
@@ -932,12 +951,13 @@ def load_content(
 ) -> Content:
     """Load and validate a whole content folder, or raise ContentError listing every problem.
 
-    ``parsed``, when given, memoizes entries across loads, keyed by each file's digest and the
-    site settings (a reload re-parses only changed files); it is refilled with exactly the
-    entries of this load. ``cache`` keeps the same across restarts and processes, plus each
-    file's digest by its name, size and mtime (as make and rsync do), so an unchanged file is
-    not even read. ``processes`` > 1 parses many new files in parallel. ``scan`` is the folder's
-    scan when the caller has just made it. Files are named relative to the folder in every message.
+    ``parsed``, when given, remembers the last load (``LoadMemo``): files it saw with the same
+    name, size and mtime are taken from it as they were, so a reload after one edit reads,
+    parses, checks and sorts little; it is refilled with this load's files. ``cache`` keeps
+    parses across restarts and processes, plus each file's digest by its name, size and mtime (as
+    make and rsync do), so an unchanged file is not even read. ``processes`` > 1 parses many new
+    files in parallel. ``scan`` is the folder's scan when the caller has just made it. Files are
+    named relative to the folder in every message.
     """
     directory = Path(directory)
     if not directory.is_dir():
@@ -953,66 +973,86 @@ def load_content(
     digest.update(PARSER_VERSION)
     digest.update(site_raw)
     site_digest = digest.hexdigest()  # the site file and its overrides: what every entry's parse also depends on
+    memo = parsed if parsed is not None else LoadMemo()
+    remembered = memo.files if memo.site_digest == site_digest else {}
+    # the last load was complete and valid: entries that keep their place need no new check or sort
+    previous_order = memo.newest_first
+    trusted = bool(remembered) and previous_order is not None
 
-    known = cache.file_digests() if cache is not None else {}
-    seen_files: dict[str, tuple[int, int, str]] = {}  # name -> (size, mtime_ns, digest) of each readable file
+    files: list[ContentFile] = []
+    images = {}
+    keys: dict[str, str] = {}  # name -> parse key, of each readable entry file
+    found: dict[str, Entry] = {}  # parse key -> entry, parsed before
+    pending: list[ContentFile] = []  # entry files the last load did not see as they are now
+    for file in scan.files:  # the scanner listed content files only: an entry, an image or the site file
+        name = file.name
+        if not name.endswith(ENTRY_SUFFIX):
+            if name != SITE_FILE:
+                images[name] = (file.path, file.size, file.mtime_ns)
+            continue
+        files.append(file)
+        prior = remembered.get(name)
+        if prior is not None and (prior[0] is file or prior[0] == file) and file.size <= site.max_file_size:
+            keys[name] = prior[1]
+            found[prior[1]] = prior[2]
+        else:
+            pending.append(file)
+    library = MediaLibrary(images)
+
+    known = cache.file_digests([file.name for file in pending]) if cache is not None and pending else {}
+    file_digests: dict[str, str] = {}  # name -> digest, of each readable pending file
     raws: dict[str, bytes] = {}
     read_problems: dict[str, list[Problem]] = {}
+
+    def note_digest(name: str, file_digest: str) -> None:
+        file_digests[name] = file_digest
+        # one string object per key: the memo, the store's body references and this load share it
+        keys[name] = sys.intern(f"{file_digest}:{site_digest}")
 
     def read(file: ContentFile) -> None:
         raw = read_limited(file.path, file.name, site.max_file_size, read_problems.setdefault(file.name, []))
         if raw is None:
-            seen_files.pop(file.name, None)
+            file_digests.pop(file.name, None)
+            keys.pop(file.name, None)
             return
         raws[file.name] = raw
-        seen_files[file.name] = (file.size, file.mtime_ns, hashlib.sha256(file.name.encode() + b"\0" + raw).hexdigest())
+        note_digest(file.name, hashlib.sha256(file.name.encode() + b"\0" + raw).hexdigest())
 
-    files = []
-    images = {}
-    for file in scan.files:  # the scanner listed content files only: an entry, an image or the site file
-        if file.name.endswith(ENTRY_SUFFIX):
-            if file.name != SITE_FILE:
-                files.append(file)
-        elif file.name != SITE_FILE:
-            images[file.name] = (file.path, file.size, file.mtime_ns)
-    library = MediaLibrary(images)
-    for file in files:
+    for file in pending:
         earlier = known.get(file.name)
         if earlier is not None and earlier[0] == file.size and earlier[1] == file.mtime_ns and file.size <= site.max_file_size:
-            seen_files[file.name] = earlier  # unchanged since a load that recorded it: not even read
+            note_digest(file.name, earlier[2])  # unchanged since a load that recorded it: not even read
         else:
             read(file)
-
-    # one string object per key: the memo, the store's body references and this load share it
-    keys = {name: sys.intern(f"{value[2]}:{site_digest}") for name, value in seen_files.items()}
-    memo = parsed if parsed is not None else {}
-    found = {key: memo[key] for key in keys.values() if key in memo}
-    if cache is not None and len(found) < len(keys):
-        found.update(cache.parsed_entries(key for key in keys.values() if key not in found))
-    for key, entry in list(found.items()):  # a parse shows its images as they were: parse again when one changed
+    if cache is not None:
+        found.update(cache.parsed_entries(keys[f.name] for f in pending if f.name in keys and keys[f.name] not in found))
+    stale = set()
+    for key, entry in found.items():  # a parse shows its images as they were: parse again when one changed
         if entry.media:
             if all(library.current(media) for media in entry.media):
                 library.known.update((media.name, media) for media in entry.media)
             else:
-                del found[key]
-    for file in files:
-        if file.name in seen_files and file.name not in raws and keys[file.name] not in found:
-            read(file)  # known digest, no parse cached (the site file changed, say): read it now
-            if file.name in seen_files:
-                keys[file.name] = sys.intern(f"{seen_files[file.name][2]}:{site_digest}")
-    to_parse = [(name, raws[name], seen_files[name][2]) for name, key in keys.items() if name in seen_files and key not in found]
+                stale.add(key)
+    if stale:
+        pending += [file for file in files if keys.get(file.name) in stale and file not in pending]
+        for key in stale:
+            del found[key]
+    for file in pending:
+        if file.name in keys and file.name not in raws and keys[file.name] not in found:
+            read(file)  # known digest, no parse cached (the site file changed, an image changed): read it now
+    to_parse = [(f.name, raws[f.name], file_digests[f.name]) for f in pending if f.name in raws and keys[f.name] not in found]
     parse_results = dict(zip((item[0] for item in to_parse), _parse_all(site, library, to_parse, processes, progress), strict=True))
 
-    this_load: dict = {}  # key -> entry, in file order
-    new_entries: dict = {}
+    this_load: dict[str, tuple[ContentFile, str, Entry]] = {}  # name -> (file, key, entry), in file order
+    new_entries: dict[str, Entry] = {}
     for file in files:
         name = file.name
         if read_problems:
             problems.extend(read_problems.get(name, ()))
-        if name not in seen_files:
+        key = keys.get(name)
+        if key is None:
             continue
-        key = keys[name]
-        digest.update(seen_files[name][2].encode())
+        digest.update(key.partition(":")[0].encode())  # the file's digest
         entry = found.get(key)
         if name in parse_results:
             entry, entry_problems = parse_results[name]
@@ -1020,20 +1060,38 @@ def load_content(
             if entry is not None:
                 new_entries[key] = entry
         if entry is not None:
-            this_load[key] = entry
-    _check_unique(list(this_load.values()), problems)
-    changed_files = {name: value for name, value in seen_files.items() if known.get(name) != value}
+            this_load[name] = (file, key, entry)
+    changed_files = {
+        f.name: value
+        for f in pending
+        if f.name in file_digests and known.get(f.name) != (value := (f.size, f.mtime_ns, file_digests[f.name]))
+    }
     if cache is not None and (new_entries or changed_files):
-        stored = cache.remember_parse(changed_files, new_entries, set(this_load))
+        stored = cache.remember_parse(changed_files, new_entries, {key for _, key, _ in this_load.values()})
         # from now on the bodies live in the cache, not in this process
-        this_load = {key: stored.get(key, entry) for key, entry in this_load.items()}
-    if parsed is not None:
-        parsed.clear()
-        parsed.update(this_load)
+        this_load.update((name, (file, key, stored[key])) for name, (file, key, _) in list(this_load.items()) if key in stored)
     for media in library.known.values():  # the images every page and feed may link to are part of the version
         digest.update(media.digest.encode())
+
+    # edited entries that keep their id, slug, date and draft flag: the last load's order and checks still hold
+    edited = {f.name for f in pending if f.name in this_load}
+    in_place = (
+        trusted
+        and len(this_load) == len(remembered)
+        and all(name in remembered and _same_place(remembered[name][2], this_load[name][2]) for name in edited)
+    )
+    if not in_place:
+        _check_unique([entry for _, _, entry in this_load.values()], problems)
+    if parsed is not None:  # what the next load starts from, a failed one too: fixing a typo re-parses one file
+        parsed.site_digest, parsed.files, parsed.newest_first = site_digest, this_load, None
     if problems:
         raise ContentError(problems)
-    entries = sort_newest_first(entry for entry in this_load.values() if not entry.draft)
-    drafts = tuple(entry for entry in this_load.values() if entry.draft)
+    if in_place:  # swap the edited entries in where the last load had them
+        swapped = {id(remembered[name][2]): this_load[name][2] for name in edited}
+        entries = tuple(swapped.get(id(entry), entry) for entry in previous_order) if swapped else previous_order
+    else:
+        entries = sort_newest_first(entry for _, _, entry in this_load.values() if not entry.draft)
+    if parsed is not None:
+        parsed.newest_first = entries
+    drafts = tuple(entry for _, _, entry in this_load.values() if entry.draft)
     return Content(site=site, entries=entries, version=digest.hexdigest()[:16], drafts=drafts, folder=str(directory))

@@ -22,7 +22,7 @@ from typing import Any
 
 from watchfiles._rust_notify import RustNotify  # watchfiles.watch() offers no hook once the watch is in place
 
-from .content import ContentError, FolderScan, Problem, load_content, rescan_folder, scan_folder
+from .content import ContentError, FolderScan, LoadMemo, Problem, load_content, rescan_folder, scan_folder
 from .markdown import shorten
 from .models import Content, release
 from .publication import Publication, Stamper, build_publication
@@ -172,7 +172,7 @@ class Publisher:
         self.hub_url = hub_url
         self.store = store
         self.on_new_version = on_new_version  # e.g. HubNotifier.on_new_version: must not block
-        self._parsed: dict = {}  # entries of the last load, reused for unchanged files
+        self._parsed = LoadMemo()  # the last load, reused for unchanged files
         self._scan: FolderScan | None = None  # the last look at the folder, which the watcher's events update
         self._lock = threading.Lock()  # one reload at a time
         self._stop = threading.Event()

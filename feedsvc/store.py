@@ -270,9 +270,14 @@ class Store:
 
     # --- the loader's cache (content.ParseCache) -------------------------------------------------
 
-    def file_digests(self) -> dict[str, tuple[int, int, str]]:
-        """Return name -> (size, mtime_ns, digest) of every file seen before."""
-        return {name: (size, mtime, digest) for name, size, mtime, digest in self._connection().execute("SELECT * FROM file_digests")}
+    def file_digests(self, names: list[str]) -> dict[str, tuple[int, int, str]]:
+        """Return name -> (size, mtime_ns, digest) of each of ``names`` seen before (a reload asks for few, a start for all)."""
+        db = self._connection()
+        if len(names) > _FEW:
+            rows = db.execute("SELECT * FROM file_digests")
+        else:
+            rows = db.execute(f"SELECT * FROM file_digests WHERE name IN ({','.join('?' * len(names))})", names)
+        return {name: (size, mtime, digest) for name, size, mtime, digest in rows}
 
     def parsed_entries(self, keys: Iterable[str]) -> dict[str, Any]:
         """Return the cached parse of each key that has one (bodies as references into the store)."""

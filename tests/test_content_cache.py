@@ -105,3 +105,68 @@ def test_with_a_store_bodies_stay_in_it_and_read_back_exactly(content_dir, state
         stored = load_content(content_dir, cache=Store(state_dir))
         assert all(isinstance(entry.body, StoredBody) for entry in stored.entries), attempt  # not held by the worker
         assert [e.body_html for e in stored.entries] == [e.body_html for e in plain.entries], attempt
+
+
+MOVED = "posts/new-faces-proteas-announce-test-debutants.md"
+
+
+def _set_field(content_dir, field, value, name=MOVED):
+    path = content_dir / name
+    lines = [f"{field}: {value}" if line.startswith(f"{field}:") else line for line in path.read_text().splitlines()]
+    path.write_text("\n".join(lines) + "\n")
+    _touch_later(path)
+
+
+def _other(content_dir, field):
+    return next(getattr(e, field) for e in load_content(content_dir).entries if e.source != MOVED)
+
+
+EDITS = {
+    "body": lambda d: (d / MOVED).write_text((d / MOVED).read_text() + "\nOne more line.\n") or _touch_later(d / MOVED),
+    "title": lambda d: _set_field(d, "title", "A new title"),
+    "date (a new place)": lambda d: _set_field(d, "date", "2019-01-01T08:00:00Z"),
+    "slug": lambda d: _set_field(d, "slug", "a-new-slug"),
+    "id taken by another entry": lambda d: _set_field(d, "id", f'"{_other(d, "id")}"'),
+    "slug taken by another entry": lambda d: _set_field(d, "slug", _other(d, "slug")),
+    "draft": lambda d: _set_field(d, "draft", "true") if "draft:" in (d / MOVED).read_text() else _set_field(d, "section", "latest\ndraft: true"),
+    "added": lambda d: write_entry(d, "added.md", 'id: "urn:example:added"\ntitle: Added\ndate: 2030-01-01T08:00:00Z\nsection: latest'),
+    "removed": lambda d: (d / MOVED).unlink(),
+}
+
+
+@pytest.mark.parametrize("edit", EDITS.values(), ids=EDITS.keys())
+def test_a_reload_from_the_last_load_equals_a_fresh_load(content_dir, state_dir, edit):
+    """A reload takes unchanged files from the last load (LoadMemo): whatever the edit, the result is a fresh load's."""
+    memo = feedsvc.content.LoadMemo()
+    load_content(content_dir, parsed=memo, cache=Store(state_dir))
+    edit(content_dir)
+    try:
+        fresh = load_content(content_dir)
+    except ContentError as error:
+        with pytest.raises(ContentError) as reloaded:
+            load_content(content_dir, parsed=memo, cache=Store(state_dir))
+        assert reloaded.value.problems == error.problems
+        return
+    reloaded = load_content(content_dir, parsed=memo, cache=Store(state_dir))
+    assert reloaded == fresh and reloaded.version == fresh.version
+    assert [e.source for e in reloaded.entries] == [e.source for e in fresh.entries]
+    assert [e.source for e in reloaded.drafts] == [e.source for e in fresh.drafts]
+
+
+def test_an_edit_in_place_is_neither_checked_nor_sorted_again_but_a_load_after_a_failure_is(content_dir, state_dir, monkeypatch):
+    checks = []
+    real_check = feedsvc.content._check_unique
+    monkeypatch.setattr(feedsvc.content, "_check_unique", lambda entries, problems: checks.append(1) or real_check(entries, problems))
+    memo = feedsvc.content.LoadMemo()
+    first = load_content(content_dir, parsed=memo)
+    assert len(checks) == 1
+    EDITS["title"](content_dir)
+    second = load_content(content_dir, parsed=memo)
+    assert len(checks) == 1  # the edited entry kept its id, slug, date and draft flag
+    assert [e.source for e in second.entries] == [e.source for e in first.entries]
+    EDITS["id taken by another entry"](content_dir)
+    with pytest.raises(ContentError, match="is already used by"):
+        load_content(content_dir, parsed=memo)
+    EDITS["title"](content_dir)  # the id stays taken: the last load failed, so everything is checked again
+    with pytest.raises(ContentError, match="is already used by"):
+        load_content(content_dir, parsed=memo)
