@@ -111,8 +111,13 @@ MOVED = "posts/new-faces-proteas-announce-test-debutants.md"
 
 
 def _set_field(content_dir, field, value, name=MOVED):
+    """Set a front matter field (added after the id when the file has none)."""
     path = content_dir / name
-    lines = [f"{field}: {value}" if line.startswith(f"{field}:") else line for line in path.read_text().splitlines()]
+    lines = path.read_text().splitlines()
+    if any(line.startswith(f"{field}:") for line in lines):
+        lines = [f"{field}: {value}" if line.startswith(f"{field}:") else line for line in lines]
+    else:
+        lines.insert(2, f"{field}: {value}")
     path.write_text("\n".join(lines) + "\n")
     _touch_later(path)
 
@@ -128,7 +133,7 @@ EDITS = {
     "slug": lambda d: _set_field(d, "slug", "a-new-slug"),
     "id taken by another entry": lambda d: _set_field(d, "id", f'"{_other(d, "id")}"'),
     "slug taken by another entry": lambda d: _set_field(d, "slug", _other(d, "slug")),
-    "draft": lambda d: _set_field(d, "draft", "true") if "draft:" in (d / MOVED).read_text() else _set_field(d, "section", "latest\ndraft: true"),
+    "draft": lambda d: _set_field(d, "draft", "true"),
     "added": lambda d: write_entry(d, "added.md", 'id: "urn:example:added"\ntitle: Added\ndate: 2030-01-01T08:00:00Z\nsection: latest'),
     "removed": lambda d: (d / MOVED).unlink(),
 }
