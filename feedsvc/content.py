@@ -933,11 +933,27 @@ class LoadMemo:
     site_digest: str = ""
     files: dict[str, tuple[ContentFile, str, Entry]] = field(default_factory=dict)
     newest_first: tuple[Entry, ...] | None = None  # None: the last load failed
+    drafts: tuple[Entry, ...] = ()
 
 
 def _same_place(before: Entry, after: Entry) -> bool:
     """Tell whether an edited entry keeps its place: the same id and slug (no uniqueness to check), date and draft flag (no new order)."""
     return (before.id, before.slug, before.published, before.draft) == (after.id, after.slug, after.published, after.draft)
+
+
+def _place_of(entries: tuple[Entry, ...], entry: Entry) -> int:
+    """Return where ``entry`` is in ``entries`` (newest first, as ``sort_newest_first`` orders them): a binary search."""
+    wanted = (entry.published, entry.id)
+    low, high = 0, len(entries)
+    while low < high:  # the first place whose (published, id) is not above the entry's
+        middle = (low + high) // 2
+        if (entries[middle].published, entries[middle].id) > wanted:
+            low = middle + 1
+        else:
+            high = middle
+    if low >= len(entries) or entries[low] is not entry:
+        raise LookupError(f"{entry.source} is not where its date puts it")
+    return low
 
 
 def load_content(
@@ -1043,24 +1059,40 @@ def load_content(
     to_parse = [(f.name, raws[f.name], file_digests[f.name]) for f in pending if f.name in raws and keys[f.name] not in found]
     parse_results = dict(zip((item[0] for item in to_parse), _parse_all(site, library, to_parse, processes, progress), strict=True))
 
-    this_load: dict[str, tuple[ContentFile, str, Entry]] = {}  # name -> (file, key, entry), in file order
     new_entries: dict[str, Entry] = {}
-    for file in files:
-        name = file.name
-        if read_problems:
-            problems.extend(read_problems.get(name, ()))
-        key = keys.get(name)
-        if key is None:
-            continue
-        digest.update(key.partition(":")[0].encode())  # the file's digest
-        entry = found.get(key)
-        if name in parse_results:
-            entry, entry_problems = parse_results[name]
-            problems.extend(entry_problems)
+    read_problems = {name: found_problems for name, found_problems in read_problems.items() if found_problems}
+    this_load: dict[str, tuple[ContentFile, str, Entry]]  # name -> (file, key, entry), in file order
+    if trusted and len(files) == len(remembered) and not read_problems and all(f.name in remembered for f in pending):
+        this_load = dict(remembered)  # the same files as last time, in the same order: only the pending ones change
+        for file in pending:
+            key = keys[file.name]
+            entry = found.get(key)
+            if file.name in parse_results:
+                entry, entry_problems = parse_results[file.name]
+                problems.extend(entry_problems)
+                if entry is not None:
+                    new_entries[key] = entry
+            if entry is None:
+                del this_load[file.name]
+            else:
+                this_load[file.name] = (file, key, entry)
+    else:
+        this_load = {}
+        for file in files:
+            name = file.name
+            if read_problems:
+                problems.extend(read_problems.get(name, ()))
+            key = keys.get(name)
+            if key is None:
+                continue
+            entry = found.get(key)
+            if name in parse_results:
+                entry, entry_problems = parse_results[name]
+                problems.extend(entry_problems)
+                if entry is not None:
+                    new_entries[key] = entry
             if entry is not None:
-                new_entries[key] = entry
-        if entry is not None:
-            this_load[name] = (file, key, entry)
+                this_load[name] = (file, key, entry)
     changed_files = {
         f.name: value
         for f in pending
@@ -1069,8 +1101,13 @@ def load_content(
     if cache is not None and (new_entries or changed_files):
         stored = cache.remember_parse(changed_files, new_entries, {key for _, key, _ in this_load.values()})
         # from now on the bodies live in the cache, not in this process
-        this_load.update((name, (file, key, stored[key])) for name, (file, key, _) in list(this_load.items()) if key in stored)
-    for media in library.known.values():  # the images every page and feed may link to are part of the version
+        for file in pending:
+            item = this_load.get(file.name)
+            if item is not None and item[1] in stored:
+                this_load[file.name] = (item[0], item[1], stored[item[1]])
+    # the version: every file's digest (in its parse key) in file order, and the images every page and feed may link to
+    digest.update("\n".join(key for _, key, _ in this_load.values()).encode())
+    for media in library.known.values():
         digest.update(media.digest.encode())
 
     # edited entries that keep their id, slug, date and draft flag: the last load's order and checks still hold
@@ -1087,11 +1124,17 @@ def load_content(
     if problems:
         raise ContentError(problems)
     if in_place:  # swap the edited entries in where the last load had them
-        swapped = {id(remembered[name][2]): this_load[name][2] for name in edited}
-        entries = tuple(swapped.get(id(entry), entry) for entry in previous_order) if swapped else previous_order
+        entries, drafts = previous_order, memo.drafts
+        for name in edited:
+            before, after = remembered[name][2], this_load[name][2]
+            if after.draft:
+                drafts = tuple(after if entry is before else entry for entry in drafts)
+            else:
+                at = _place_of(entries, before)
+                entries = (*entries[:at], after, *entries[at + 1 :])
     else:
         entries = sort_newest_first(entry for _, _, entry in this_load.values() if not entry.draft)
+        drafts = tuple(entry for _, _, entry in this_load.values() if entry.draft)
     if parsed is not None:
-        parsed.newest_first = entries
-    drafts = tuple(entry for _, _, entry in this_load.values() if entry.draft)
+        parsed.newest_first, parsed.drafts = entries, drafts
     return Content(site=site, entries=entries, version=digest.hexdigest()[:16], drafts=drafts, folder=str(directory))
