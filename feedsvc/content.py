@@ -99,7 +99,7 @@ _Loader.yaml_implicit_resolvers = {
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
 # Bump when parsing changes what an entry holds: cached parses of older code are not reused.
-PARSER_VERSION = b"feedsvc-parse-4"
+PARSER_VERSION = b"feedsvc-parse-5"
 
 
 # --- converters: value from YAML -> python value, or _FieldError with the fix ---------------

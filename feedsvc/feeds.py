@@ -11,6 +11,7 @@ import functools
 import hashlib
 import html
 import json
+import operator
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ from feedgen.ext.base import BaseExtension
 from feedgen.feed import FeedGenerator
 from feedgen.util import xml_elem
 
-from .models import Author, Content, Entry, Site, tag_labels, tag_slug, utc_day
+from .models import Author, Content, Entry, Site, by_period, tag_labels, tag_slug
 
 RSS_TYPE = "application/rss+xml; charset=utf-8"
 ATOM_TYPE = "application/atom+xml; charset=utf-8"
@@ -72,8 +73,7 @@ class FeedSpec:
         return dict(self.labels)
 
     @property
-    def key(self) -> tuple:
-        """Return what the documents depend on, comparing entries by their source digests, never by value."""
+    def _settings(self) -> tuple:
         return (
             self.site,
             self.title,
@@ -85,7 +85,19 @@ class FeedSpec:
             self.hub_url,
             self.quiet_since.isoformat(),
             self.labels,
-            *(e.digest for e in self.entries),
+        )
+
+    @property
+    def key(self) -> tuple:
+        """Return what the documents depend on, comparing entries by their source digests, never by value."""
+        return (*self._settings, *(e.digest for e in self.entries))
+
+    def same_input(self, other: FeedSpec) -> bool:
+        """Tell whether ``other`` has the same ``key``, quickly when its entries are the very same objects (a reload's unchanged ones)."""
+        if len(self.entries) != len(other.entries) or self._settings != other._settings:
+            return False
+        return all(map(operator.is_, self.entries, other.entries)) or all(
+            a.digest == b.digest for a, b in zip(self.entries, other.entries, strict=True)
         )
 
     @functools.cached_property
@@ -120,7 +132,7 @@ ARCHIVE_NAME_LENGTH = {"day": 10, "month": 7}  # site file's archive_period -> c
 
 def archive_period(site: Site, entry: Entry) -> str:
     """Return the archive document an entry belongs to: the UTC day (YYYY-MM-DD) or month (YYYY-MM) of its publication."""
-    return utc_day(entry.published)[: ARCHIVE_NAME_LENGTH[site.archive_period]]
+    return entry.day if site.archive_period == "day" else entry.day[: ARCHIVE_NAME_LENGTH[site.archive_period]]
 
 
 def feed_id(site: Site, prefix: str) -> str:
@@ -148,10 +160,8 @@ def feed_family(
     holds more entries than its subscription document shows. Readers that ignore RFC 5005 just
     see an ordinary feed of the newest ``item_limit`` entries.
     """
-    by_period: dict[str, list[Entry]] = {}
-    for entry in entries:  # newest first, so each period's list is too
-        by_period.setdefault(archive_period(site, entry), []).append(entry)
-    periods = sorted(by_period) if len(entries) > site.item_limit else []
+    in_period = by_period(entries, ARCHIVE_NAME_LENGTH[site.archive_period])  # newest first, so each period's entries are too
+    periods = sorted(in_period) if len(entries) > site.item_limit else []
 
     def archive(period: str) -> str:
         return f"{prefix}/archive/{period}"
@@ -160,6 +170,8 @@ def feed_family(
     labels = labels or {}
 
     def labels_of(chosen) -> tuple[tuple[str, str], ...]:
+        if not labels:  # a site without tags
+            return ()
         return tuple(sorted({(slug, labels[slug]) for entry in chosen if entry.tags for slug in map(tag_slug, entry.tags)}))
 
     subscription = FeedSpec(
@@ -183,14 +195,14 @@ def feed_family(
             home_path,
             archive(period),
             family_id,
-            tuple(by_period[period]),
+            in_period[period],
             History(
                 current=prefix,
                 prev_archive=archive(periods[index - 1]) if index > 0 else None,
                 next_archive=archive(periods[index + 1]) if index + 1 < len(periods) else None,
             ),
             quiet_since=quiet_since,
-            labels=labels_of(by_period[period]),
+            labels=labels_of(in_period[period]),
         )
         for index, period in enumerate(periods)
     )

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import itertools
+import operator
 import re
 import unicodedata
 from dataclasses import dataclass, field, replace
@@ -124,6 +126,20 @@ def utc_day(moment: datetime) -> str:
     return moment.astimezone(UTC).date().isoformat()
 
 
+def by_period(entries: tuple[Entry, ...], length: int = 10) -> dict[str, tuple[Entry, ...]]:
+    """Group entries by the first ``length`` characters of their UTC day (10: the day, 7: the month), keeping their order.
+
+    Entries newest first (as every list of them is) have each period's entries side by side, so
+    one groupby in C does it: 100,000 entries in milliseconds.
+    """
+    grouped: dict[str, tuple[Entry, ...]] = {}
+    key = operator.attrgetter("day") if length == 10 else (lambda entry: entry.day[:length])
+    for period, group in itertools.groupby(entries, key):
+        found = tuple(group)
+        grouped[period] = grouped[period] + found if period in grouped else found  # only for entries in another order
+    return grouped
+
+
 def entry_path(slug: str) -> str:
     """Return the site path of the page of the entry called ``slug``."""
     return f"/posts/{slug}/"
@@ -163,11 +179,13 @@ class Entry:
     headings: tuple[Heading, ...] = field(default=(), compare=False)
     media: tuple[MediaFile, ...] = ()  # every content folder image the entry shows (its image and the body's)
     draft: bool = False
+    # derived once, not at each of the several passes of every build over 100,000 entries:
+    path: str = field(init=False, repr=False, compare=False)  # the site path of the entry's page
+    day: str = field(init=False, repr=False, compare=False)  # the UTC day of publication (YYYY-MM-DD): its archive documents
 
-    @property
-    def path(self) -> str:
-        """Return the site path of the entry's page."""
-        return entry_path(self.slug)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "path", entry_path(self.slug))
+        object.__setattr__(self, "day", utc_day(self.published))
 
     @property
     def body_html(self) -> str:

@@ -40,7 +40,7 @@ from .indexes import (
     render_sitemap_index,
 )
 from .markdown import shorten
-from .models import Content, Entry, MediaFile, tag_labels, utc_day
+from .models import Content, Entry, MediaFile, by_period, tag_labels
 from .pages import (
     ArchiveMonth,
     FeedLink,
@@ -274,9 +274,7 @@ def _html_archives(
         return page(render_archive_month(context, *args))
 
     for prefix, heading, noun, entries, _ in scopes:
-        by_month: dict[str, list] = {}
-        for entry in entries:  # newest first, so are the months
-            by_month.setdefault(utc_day(entry.published)[:7], []).append(entry)
+        by_month = by_period(entries, 7)  # newest first, so are the months
         index_url = site.url(f"{prefix}/archive/")
         months = tuple(
             ArchiveMonth(datetime.strptime(key, "%Y-%m").strftime("%B %Y"), site.url(f"{prefix}/archive/{key}/"), len(found))
@@ -288,7 +286,7 @@ def _html_archives(
             newer = months[number - 1] if number else None
             older = months[number + 1] if number + 1 < len(months) else None
             month_heading = f"{heading}: {months[number].label}"
-            months_of[f"{prefix}/archive/{key}/"] = functools.partial(month_page, month_heading, tuple(found), index_url, newer, older)
+            months_of[f"{prefix}/archive/{key}/"] = functools.partial(month_page, month_heading, found, index_url, newer, older)
     return indexes, months_of
 
 
@@ -440,7 +438,7 @@ def build_publication(
         paths = _feed_paths(spec)
         feed_specs.update(dict.fromkeys(paths, spec))
         earlier_spec = previous.feed_specs.get(paths[0]) if previous is not None else None
-        if earlier_spec is not None and earlier_spec.key == spec.key:
+        if earlier_spec is not None and earlier_spec.same_input(spec):
             reused = {p: previous.cached(p) for p in paths}
             if all(reused.values()):
                 (rendered if spec.history.is_archive else documents).update(reused)
@@ -457,15 +455,23 @@ def build_publication(
                 [Problem(entry.source, "file", f"cannot be rendered: {type(error).__name__}: {shorten(str(error), 80)}")]
             ) from error
 
-    same_pages = previous is not None and previous.page_key == page_key
-    earlier = {e.path: e.digest for e in previous.content.entries} if same_pages else {}
     pages = {entry.path: entry for entry in content.entries}
-    for index, entry in enumerate(content.entries):
-        reused = previous.cached(entry.path) if earlier.get(entry.path) == entry.digest else None
-        if index < HOT_ENTRY_PAGES:
-            documents[entry.path] = reused or render_page(entry)
-        elif reused is not None:
-            rendered.update({entry.path: reused})
+    # an entry page rendered for the version before is kept when the page's context and the entry's digest are the same
+    same_pages = previous is not None and previous.page_key == page_key
+
+    def unchanged(path: str) -> bool:
+        earlier = previous.pages.get(path)
+        return earlier is not None and earlier.digest == pages[path].digest
+
+    for entry in content.entries[:HOT_ENTRY_PAGES]:
+        reused = previous.cached(entry.path) if same_pages and unchanged(entry.path) else None
+        documents[entry.path] = reused or render_page(entry)
+    if same_pages:  # the pages the version before had rendered (its newest and a bounded cache), not all 100,000
+        earlier_pages = [
+            *previous.rendered.items(),
+            *((path, found) for path, found in previous.documents.items() if path in previous.pages),
+        ]
+        rendered.update({path: found for path, found in earlier_pages if path in pages and path not in documents and unchanged(path)})
     archive_indexes, archive_months = _html_archives(content, context, page)
     documents.update(archive_indexes)
     tags_index, tag_pages = _tag_pages(context, page, subscriptions, tagged)

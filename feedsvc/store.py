@@ -292,6 +292,7 @@ class Store:
                 # its body is set in place (dataclasses.replace would run __init__ again: 1 s per 100,000)
                 object.__setattr__(entry, "body", StoredBody(self, key, entry.digest))
                 object.__setattr__(entry, "section", sys.intern(entry.section))  # a few sections, 100,000 entries
+                object.__setattr__(entry, "day", sys.intern(entry.day))  # a few thousand days
                 found[key] = entry
         return found
 
