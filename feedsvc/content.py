@@ -99,7 +99,7 @@ _Loader.yaml_implicit_resolvers = {
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
 # Bump when parsing changes what an entry holds: cached parses of older code are not reused.
-PARSER_VERSION = b"feedsvc-parse-5"
+PARSER_VERSION = b"feedsvc-parse-6"
 
 
 # --- converters: value from YAML -> python value, or _FieldError with the fix ---------------
@@ -934,6 +934,7 @@ class LoadMemo:
     files: dict[str, tuple[ContentFile, str, Entry]] = field(default_factory=dict)
     newest_first: tuple[Entry, ...] | None = None  # None: the last load failed
     drafts: tuple[Entry, ...] = ()
+    fresh: int = 0  # files the last load did not take from the memo before it
 
 
 def _same_place(before: Entry, after: Entry) -> bool:
@@ -1120,7 +1121,7 @@ def load_content(
     if not in_place:
         _check_unique([entry for _, _, entry in this_load.values()], problems)
     if parsed is not None:  # what the next load starts from, a failed one too: fixing a typo re-parses one file
-        parsed.site_digest, parsed.files, parsed.newest_first = site_digest, this_load, None
+        parsed.site_digest, parsed.files, parsed.newest_first, parsed.fresh = site_digest, this_load, None, len(pending)
     if problems:
         raise ContentError(problems)
     if in_place:  # swap the edited entries in where the last load had them

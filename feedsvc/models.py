@@ -8,7 +8,7 @@ import itertools
 import operator
 import re
 import unicodedata
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime, tzinfo
 from typing import Protocol
 from urllib.parse import quote, urlsplit
@@ -187,6 +187,15 @@ class Entry:
         object.__setattr__(self, "path", entry_path(self.slug))
         object.__setattr__(self, "day", utc_day(self.published))
 
+    # pickled as a plain tuple of its fields: dataclasses' own slots pickling calls fields() per
+    # entry, 60 % of unpickling 100,000 entries from the store at a start
+    def __getstate__(self) -> tuple:
+        return tuple(getattr(self, name) for name in _ENTRY_FIELDS)
+
+    def __setstate__(self, state: tuple) -> None:
+        for name, value in zip(_ENTRY_FIELDS, state, strict=True):
+            object.__setattr__(self, name, value)
+
     @property
     def body_html(self) -> str:
         """Return the entry's body as HTML."""
@@ -198,6 +207,9 @@ class Entry:
         """Return the headings of the entry's body (levels 1-3), for its table of contents."""
         body = self.body
         return self.headings if isinstance(body, str) else body.headings()
+
+
+_ENTRY_FIELDS = tuple(entry_field.name for entry_field in fields(Entry))
 
 
 @dataclass(frozen=True)

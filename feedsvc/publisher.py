@@ -38,6 +38,7 @@ FULL_CHECK_SECONDS = 600
 # (a reload stuck on a hung file system, a watcher that died)
 WATCH_STALL_SECONDS = 60
 HEALTH_PROBLEMS_SHOWN = 20  # /healthz lists this many problems (each of bounded length) and counts the rest
+SNAPSHOT_STALE_FILES = 1000  # a start that parsed or read more files than this keeps its load for the next one
 _STALE_RETRIES = 20  # a folder that keeps changing while we build: give up for now, the watcher calls again
 
 
@@ -159,6 +160,22 @@ class FolderEvents:
         return result == "timeout"
 
 
+def _open_watch(directory: Path, strict: bool = False) -> tuple[RustNotify, FolderEvents, tuple] | None:
+    """Watch the folder ``directory`` names now: (the watch, its events, which folder it is), or None when inotify cannot.
+
+    ``strict``: raise instead (the watcher reports why it is not watching, and tries again).
+    """
+    identity = folder_identity(directory)
+    try:
+        root = os.path.realpath(directory)
+        notify = RustNotify([root], False, False, 300, True, False)
+    except Exception:  # no inotify instance left, a folder that vanished: the start checks by scanning instead
+        if strict:
+            raise
+        return None
+    return notify, FolderEvents(notify, root), identity
+
+
 class Publisher:
     """Owns the current Publication; readers take ``publisher.current`` and never see a half-built one."""
 
@@ -178,7 +195,9 @@ class Publisher:
         self.hub_url = hub_url
         self.store = store
         self.on_new_version = on_new_version  # e.g. HubNotifier.on_new_version: must not block
-        self._parsed = LoadMemo()  # the last load, reused for unchanged files
+        # the last load, reused for unchanged files: at a start, the one the store kept (a restart reads no entry one by one)
+        snapshot = store.load_snapshot() if store is not None else None
+        self._parsed = snapshot if isinstance(snapshot, LoadMemo) else LoadMemo()
         self._scan: FolderScan | None = None  # the last look at the folder, which the watcher's events update
         self._lock = threading.Lock()  # one reload at a time
         self._stop = threading.Event()
@@ -187,13 +206,17 @@ class Publisher:
         self.watch_error: str | None = None  # why the watcher is not watching, when it is not
         self._watcher: threading.Thread | None = None
         self._watch_beat = time.monotonic()  # the watcher's last finished look at the folder
+        # inotify from the first look on: the start's build is checked against its events instead of a
+        # second scan of every file, and the watcher (when there is one) carries on from them
+        self._start_watch = _open_watch(self.directory)
+        events = self._start_watch[1] if self._start_watch is not None else None
         for _ in range(_STALE_RETRIES):
-            scan = self._scan = scan_folder(self.directory)
+            scan = self._look(events)
             seen = _signature(self.directory, scan)
             try:
                 # raises ContentError: a service never starts on invalid content
                 loaded = self._load(scan)
-                self.current = self._build(seen, loaded)
+                self.current = self._build(seen, loaded, events.quiet if events is not None else None)
                 self._loaded = loaded
                 break
             except StaleBuildError:
@@ -206,6 +229,8 @@ class Publisher:
             raise ContentError([Problem(".", "folder", "kept changing while it was read; start again once it is saved")])
         self._fingerprint = seen
         self.loaded_at = datetime.now(UTC)
+        if store is not None and (snapshot is None or self._parsed.fresh > SNAPSHOT_STALE_FILES):
+            store.save_snapshot(self._parsed)  # 100,000 entries: ~3 s once, then every restart saves ~4 s
         _settle_heap()
         if self.on_new_version is not None:
             self.on_new_version(self.current)
@@ -352,12 +377,12 @@ class Publisher:
         poll_ms = max(50, int(delay * 1000))
 
         def watch_folder() -> None:
-            identity = folder_identity(self.directory)
+            started, self._start_watch = self._start_watch, None
             # the folder the path names now: inotify watches inodes, and a linked root's subfolders are not walked
-            with RustNotify([os.path.realpath(self.directory)], False, False, 300, True, False) as notify:
+            notify, events, identity = started or _open_watch(self.directory, strict=True)
+            with notify:
                 self.watch_error = None
-                events = FolderEvents(notify, os.path.realpath(self.directory))  # starts as "everything": the first look is a full scan
-                self.refresh(events)
+                self.refresh(events)  # what changed since the start's look (a new watch: everything)
                 checked = fully_checked = self._watch_beat = time.monotonic()
                 folders = folders_signature(self.directory)
                 while not self._stop.is_set():
@@ -398,5 +423,8 @@ class Publisher:
         return self._watcher
 
     def stop(self) -> None:
-        """Stop the watcher thread."""
+        """Stop the watcher thread (and the start's watch, when no watcher took it over)."""
         self._stop.set()
+        started, self._start_watch = self._start_watch, None
+        if started is not None:
+            started[0].close()

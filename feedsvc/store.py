@@ -17,6 +17,7 @@ Every decision that several workers race for is one ``BEGIN IMMEDIATE`` transact
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import hashlib
@@ -36,6 +37,7 @@ from typing import Any
 from .models import Heading
 
 DATABASE_FILE = "feedsvc.sqlite3"
+SNAPSHOT_FILE = "last-load.pickle"  # the loader's memo of the last whole load (Store.save_snapshot)
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS documents (path TEXT PRIMARY KEY, etag TEXT NOT NULL, changed INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS workers (token TEXT PRIMARY KEY, pid INTEGER NOT NULL, started TEXT NOT NULL, version TEXT NOT NULL);
@@ -255,6 +257,32 @@ class Store:
         with self._transaction() as db:
             db.execute("INSERT OR REPLACE INTO settings (key, value) VALUES (?, ?)", (key, value))
 
+    # --- the loader's last load, for the next start ------------------------------------------------
+
+    def save_snapshot(self, value: Any) -> None:
+        """Keep ``value`` (the loader's memo of a whole load) for the next start: one file, written aside and renamed in.
+
+        One pickle of 100,000 entries loads in about a second; the same entries one by one from
+        ``parsed_entries`` take five (a row, a pickle and a body reference each).
+        """
+        path = self.directory / SNAPSHOT_FILE
+        temporary = path.with_name(f".{SNAPSHOT_FILE}.{os.getpid()}.{threading.get_ident()}")
+        try:
+            with open(temporary, "wb") as out:
+                _SnapshotPickler(out, pickle.HIGHEST_PROTOCOL).dump(value)
+            os.replace(temporary, path)
+        except OSError:  # a full disk costs the next start some seconds, never this one
+            with contextlib.suppress(OSError):
+                os.unlink(temporary)
+
+    def load_snapshot(self) -> Any | None:
+        """Return what ``save_snapshot`` kept, or None (none yet, or written by other code: the loader then uses the parses)."""
+        try:
+            with open(self.directory / SNAPSHOT_FILE, "rb") as source:
+                return _SnapshotUnpickler(source, self).load()
+        except Exception:  # missing, truncated, or classes that changed since: start without it
+            return None
+
     # --- the static export ---------------------------------------------------------------------
 
     def exported(self, folder: str) -> dict[str, tuple[str, str, int | None]]:
@@ -335,6 +363,23 @@ class Store:
         if row is None:
             raise LookupError(f"body {key} is no longer in the store")
         return row[0], tuple(Heading(*heading) for heading in json.loads(row[1]))
+
+
+class _SnapshotPickler(pickle.Pickler):
+    """Pickles a stored body as its key: the store it refers to is the one that loads it back."""
+
+    def persistent_id(self, obj: Any) -> tuple | None:
+        return ("body", obj.parse_key, obj.digest) if type(obj) is StoredBody else None
+
+
+class _SnapshotUnpickler(pickle.Unpickler):
+    def __init__(self, file: Any, store: Store):
+        super().__init__(file)
+        self.store = store
+
+    def persistent_load(self, pid: tuple) -> StoredBody:
+        _, parse_key, digest = pid
+        return StoredBody(self.store, parse_key, digest)
 
 
 class StoredBody:

@@ -175,3 +175,31 @@ def test_an_edit_in_place_is_neither_checked_nor_sorted_again_but_a_load_after_a
     EDITS["title"](content_dir)  # the id stays taken: the last load failed, so everything is checked again
     with pytest.raises(ContentError, match="is already used by"):
         load_content(content_dir, parsed=memo)
+
+
+def test_a_restart_starts_from_the_last_load_the_store_kept(content_dir, state_dir, monkeypatch):
+    from feedsvc.publisher import Publisher
+    from feedsvc.store import SNAPSHOT_FILE
+
+    first = Publisher(content_dir, store=Store(state_dir))
+    assert (state_dir / SNAPSHOT_FILE).exists()
+    EDITS["title"](content_dir)  # saved while the service was down
+    looked_up = []
+    real = Store.parsed_entries
+    monkeypatch.setattr(Store, "parsed_entries", lambda self, keys: real(self, looked_up.extend(keys := list(keys)) or keys))
+    again = Publisher(content_dir, store=Store(state_dir))
+    assert len(looked_up) == 1  # only the edited file's parse, the other entries come from the kept load
+    fresh = load_content(content_dir)
+    assert again.current.content == fresh and again.current.version == fresh.version != first.current.version
+    assert [e.body_html for e in again.current.content.entries] == [e.body_html for e in fresh.entries]
+
+
+def test_a_damaged_or_foreign_snapshot_is_ignored(content_dir, state_dir):
+    from feedsvc.publisher import Publisher
+    from feedsvc.store import SNAPSHOT_FILE
+
+    Publisher(content_dir, store=Store(state_dir))
+    snapshot = state_dir / SNAPSHOT_FILE
+    for damage in (snapshot.read_bytes()[:1000], b"not a pickle", __import__("pickle").dumps({"other": "code"})):
+        snapshot.write_bytes(damage)
+        assert Publisher(content_dir, store=Store(state_dir)).current.content == load_content(content_dir)
