@@ -6,6 +6,7 @@ reported as ``FILE: FIELD: what is wrong and how to fix it`` so an editor can fi
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import multiprocessing
 import os
@@ -14,7 +15,7 @@ import reprlib
 import stat
 import sys
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
@@ -873,7 +874,7 @@ class ParseCache(Protocol):
     def parsed_entries(self, keys: Iterable[str]) -> dict[str, Any]: ...
 
     def remember_parse(
-        self, files: Mapping[str, tuple[int, int, str]], entries: Mapping[str, Any], keep: set[str]
+        self, files: Mapping[str, tuple[int, int, str]], entries: Mapping[str, Any], keep: Collection[str]
     ) -> Mapping[str, Any]: ...
 
 
@@ -935,6 +936,26 @@ class LoadMemo:
     newest_first: tuple[Entry, ...] | None = None  # None: the last load failed
     drafts: tuple[Entry, ...] = ()
     fresh: int = 0  # files the last load did not take from the memo before it
+
+
+class _Keys(Collection[str]):
+    """The parse keys of a load, as a set made only if asked (the store asks rarely: when it prunes old parses)."""
+
+    def __init__(self, loaded: Mapping[str, tuple[ContentFile, str, Entry]]):
+        self._loaded = loaded
+
+    def __len__(self) -> int:
+        return len(self._loaded)
+
+    @functools.cached_property
+    def _keys(self) -> set[str]:
+        return {key for _, key, _ in self._loaded.values()}
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._keys
+
+    def __iter__(self):
+        return iter(self._keys)
 
 
 def _same_place(before: Entry, after: Entry) -> bool:
@@ -1100,7 +1121,7 @@ def load_content(
         if f.name in file_digests and known.get(f.name) != (value := (f.size, f.mtime_ns, file_digests[f.name]))
     }
     if cache is not None and (new_entries or changed_files):
-        stored = cache.remember_parse(changed_files, new_entries, {key for _, key, _ in this_load.values()})
+        stored = cache.remember_parse(changed_files, new_entries, _Keys(this_load))
         # from now on the bodies live in the cache, not in this process
         for file in pending:
             item = this_load.get(file.name)

@@ -72,9 +72,9 @@ class FeedSpec:
         """Return tag slug -> label for this feed's entries."""
         return dict(self.labels)
 
-    @property
-    def _settings(self) -> tuple:
-        return (
+    def __post_init__(self) -> None:
+        # what the documents depend on besides the entries, made once: 7,000 specs are compared at every reload
+        settings = (
             self.site,
             self.title,
             self.description,
@@ -86,6 +86,7 @@ class FeedSpec:
             self.quiet_since.isoformat(),
             self.labels,
         )
+        object.__setattr__(self, "_settings", settings)
 
     @property
     def key(self) -> tuple:

@@ -437,14 +437,20 @@ def build_publication(
     for spec in specs:
         paths = _feed_paths(spec)
         feed_specs.update(dict.fromkeys(paths, spec))
+        if spec.history.is_archive:
+            continue  # rendered on request; the ones the version before had rendered are carried over below
         earlier_spec = previous.feed_specs.get(paths[0]) if previous is not None else None
         if earlier_spec is not None and earlier_spec.same_input(spec):
             reused = {p: previous.cached(p) for p in paths}
             if all(reused.values()):
-                (rendered if spec.history.is_archive else documents).update(reused)
+                documents.update(reused)
                 continue
-        if not spec.history.is_archive:
-            documents.update(_feed_documents(spec))
+        documents.update(_feed_documents(spec))
+    if previous is not None:  # archive documents rendered for the version before: a bounded cache, not every spec
+        for path, found in previous.rendered.items():
+            earlier_spec, spec = previous.feed_specs.get(path), feed_specs.get(path)
+            if earlier_spec is not None and spec is not None and (earlier_spec is spec or earlier_spec.same_input(spec)):
+                rendered.update({path: found})
     documents["/"] = page(render_index(context))
 
     def render_page(entry: Entry) -> Representation:

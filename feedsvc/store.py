@@ -29,7 +29,7 @@ import sqlite3
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -127,6 +127,7 @@ class Store:
         self._local = threading.local()
         # the bodies of the documents being rendered now and then: the newest feeds' entries, recent pages
         self._recent_bodies = functools.lru_cache(maxsize=512)(self._load_body)
+        self._parses_added = 1001  # parses this process stored since it last counted them all (first: count)
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
             self._connection().executescript(_SCHEMA)
@@ -330,8 +331,10 @@ class Store:
                 found[key] = entry
         return found
 
-    def remember_parse(self, files: Mapping[str, tuple[int, int, str]], entries: Mapping[str, Any], keep: set[str]) -> dict[str, Any]:
-        """Record files' digests and new parses; forget parses not in ``keep`` once they outnumber it.
+    def remember_parse(
+        self, files: Mapping[str, tuple[int, int, str]], entries: Mapping[str, Any], keep: Collection[str]
+    ) -> dict[str, Any]:
+        """Record files' digests and new parses; forget parses not in ``keep`` once they outnumber it (counted every 1,000 new ones).
 
         Returns the new entries with their bodies as references into the store.
         """
@@ -353,7 +356,12 @@ class Store:
                     for key, entry in entries.items()
                 ],
             )
-            (count,) = db.execute("SELECT count(*) FROM parsed_entries").fetchone()
+            self._parses_added += len(entries)
+            if self._parses_added > 1000:  # counting 100,000 rows after every edit would cost more than the edit
+                self._parses_added = 0
+                (count,) = db.execute("SELECT count(*) FROM parsed_entries").fetchone()
+            else:
+                count = 0
             if count > 3 * len(keep) + 1000:  # other versions' parses: a few are worth keeping, not all
                 stale = [(key,) for (key,) in db.execute("SELECT key FROM parsed_entries") if key not in keep]
                 db.executemany("DELETE FROM parsed_entries WHERE key = ?", stale)

@@ -65,6 +65,14 @@ def build(title: str, body: str, category: str):
         shutil.rmtree(directory)
 
 
+def as_feedparser_shows(text: str) -> str:
+    """feedparser "repairs" UTF-8 text that reads as Latin-1-decoded UTF-8 ("Â¡" shows as "¡", its mixin.pop): what it shows."""
+    try:
+        return text.encode("iso-8859-1").decode("utf-8")
+    except (UnicodeEncodeError, UnicodeDecodeError):
+        return text
+
+
 def one_line(value: str) -> bool:
     # YAML folds line breaks inside plain scalars; titles and section names are single lines
     return not any(c in value for c in "\r\n\x85\u2028\u2029")
@@ -87,7 +95,9 @@ def test_any_unicode_round_trips_through_every_format(title, body, category):
         tree = etree.fromstring(document)  # well-formed XML, or this raises
         parsed = feedparser.parse(document)
         assert parsed.version == version and not parsed.bozo, parsed.get("bozo_exception")
-        assert parsed.entries[0].title == entry.title
+        assert parsed.entries[0].title == as_feedparser_shows(entry.title)
+        item = tree.find(".//item/title") if version == "rss20" else tree.find("atom:entry/atom:title", NS)
+        assert item.text == entry.title  # the bytes are exact; only feedparser's reading of them differs
         if entry.body_html:
             encoded = tree.find(".//item/content:encoded", NS) if version == "rss20" else tree.find("atom:entry/atom:content", NS)
             assert encoded.text == entry.body_html  # the HTML itself round-trips exactly
