@@ -100,7 +100,7 @@ _Loader.yaml_implicit_resolvers = {
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
 # Bump when parsing changes what an entry holds: cached parses of older code are not reused.
-PARSER_VERSION = b"feedsvc-parse-6"
+PARSER_VERSION = b"feedsvc-parse-7"
 
 
 # --- converters: value from YAML -> python value, or _FieldError with the fix ---------------
@@ -936,6 +936,7 @@ class LoadMemo:
     newest_first: tuple[Entry, ...] | None = None  # None: the last load failed
     drafts: tuple[Entry, ...] = ()
     fresh: int = 0  # files the last load did not take from the memo before it
+    with_media: tuple[str, ...] = ()  # the files whose entries show images: checked when an image changes
 
 
 class _Keys(Collection[str]):
@@ -1019,9 +1020,8 @@ def load_content(
 
     files: list[ContentFile] = []
     images = {}
-    keys: dict[str, str] = {}  # name -> parse key, of each readable entry file
-    found: dict[str, Entry] = {}  # parse key -> entry, parsed before
-    pending: list[ContentFile] = []  # entry files the last load did not see as they are now
+    # entry files the last load did not see as they are now; every other one is taken from it (``remembered``) as it was
+    pending: list[ContentFile] = []
     for file in scan.files:  # the scanner listed content files only: an entry, an image or the site file
         name = file.name
         if not name.endswith(ENTRY_SUFFIX):
@@ -1030,12 +1030,22 @@ def load_content(
             continue
         files.append(file)
         prior = remembered.get(name)
-        if prior is not None and (prior[0] is file or prior[0] == file) and file.size <= site.max_file_size:
-            keys[name] = prior[1]
-            found[prior[1]] = prior[2]
-        else:
+        if prior is None or (prior[0] is not file and prior[0] != file) or file.size > site.max_file_size:
             pending.append(file)
+    pending_names = {file.name for file in pending}
     library = MediaLibrary(images)
+    stale = []  # entries taken from the last load whose images changed since: parsed again
+    for name in memo.with_media if remembered else ():
+        if name in remembered and name not in pending_names:
+            file, key, entry = remembered[name]
+            if all(library.current(media) for media in entry.media):
+                library.known.update((media.name, media) for media in entry.media)
+            else:
+                stale.append(file)
+    keys: dict[str, str] = {file.name: remembered[file.name][1] for file in stale}  # name -> parse key, of each pending file
+    found: dict[str, Entry] = {}  # parse key -> entry, parsed before
+    pending += stale
+    pending_names.update(file.name for file in stale)
 
     known = cache.file_digests([file.name for file in pending]) if cache is not None and pending else {}
     file_digests: dict[str, str] = {}  # name -> digest, of each readable pending file
@@ -1058,23 +1068,21 @@ def load_content(
 
     for file in pending:
         earlier = known.get(file.name)
+        if file.name in keys:  # taken from the last load, its images changed: read it again below
+            continue
         if earlier is not None and earlier[0] == file.size and earlier[1] == file.mtime_ns and file.size <= site.max_file_size:
             note_digest(file.name, earlier[2])  # unchanged since a load that recorded it: not even read
         else:
             read(file)
     if cache is not None:
-        found.update(cache.parsed_entries(keys[f.name] for f in pending if f.name in keys and keys[f.name] not in found))
-    stale = set()
-    for key, entry in found.items():  # a parse shows its images as they were: parse again when one changed
+        stale_keys = {keys[file.name] for file in stale}
+        found.update(cache.parsed_entries(keys[f.name] for f in pending if f.name in keys and keys[f.name] not in stale_keys))
+    for key, entry in list(found.items()):  # a parse shows its images as they were: parse again when one changed
         if entry.media:
             if all(library.current(media) for media in entry.media):
                 library.known.update((media.name, media) for media in entry.media)
             else:
-                stale.add(key)
-    if stale:
-        pending += [file for file in files if keys.get(file.name) in stale and file not in pending]
-        for key in stale:
-            del found[key]
+                del found[key]
     for file in pending:
         if file.name in keys and file.name not in raws and keys[file.name] not in found:
             read(file)  # known digest, no parse cached (the site file changed, an image changed): read it now
@@ -1104,6 +1112,9 @@ def load_content(
             name = file.name
             if read_problems:
                 problems.extend(read_problems.get(name, ()))
+            if name not in pending_names:
+                this_load[name] = remembered[name]
+                continue
             key = keys.get(name)
             if key is None:
                 continue
@@ -1143,6 +1154,12 @@ def load_content(
         _check_unique([entry for _, _, entry in this_load.values()], problems)
     if parsed is not None:  # what the next load starts from, a failed one too: fixing a typo re-parses one file
         parsed.site_digest, parsed.files, parsed.newest_first, parsed.fresh = site_digest, this_load, None, len(pending)
+        if remembered and len(pending) < 1000:  # the entries showing images: the last load's, with the pending ones' changes
+            with_media = set(memo.with_media) - pending_names
+            with_media.update(name for name in pending_names if name in this_load and this_load[name][2].media)
+        else:
+            with_media = {name for name, (_, _, entry) in this_load.items() if entry.media}
+        parsed.with_media = tuple(sorted(with_media))
     if problems:
         raise ContentError(problems)
     if in_place:  # swap the edited entries in where the last load had them
