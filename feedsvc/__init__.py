@@ -51,6 +51,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         store,
         notifier.on_new_version if notifier else None,
         clock=app.config["CLOCK"],
+        watch_every=app.config["RELOAD_INTERVAL"] or None,
     )
     app.extensions["feedsvc"] = publisher
     app.extensions["feedsvc.websub"] = notifier
@@ -60,6 +61,4 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.register_error_handler(500, views.server_error)
     if app.config["FAST_PATH"]:
         app.wsgi_app = FastPath(app.wsgi_app, publisher)
-    if app.config["RELOAD_INTERVAL"]:
-        publisher.watch(app.config["RELOAD_INTERVAL"])
     return app

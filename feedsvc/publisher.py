@@ -187,7 +187,9 @@ class Publisher:
         store: Store | None = None,
         on_new_version: Callable[[Publication], None] | None = None,
         clock: Callable[[], float] = time.time,
+        watch_every: float | None = None,
     ):
+        """Load and build the folder (raises ContentError); with ``watch_every`` s, follow it from then on (``watch``)."""
         self.directory = Path(directory)
         self.clock = clock  # when scheduled entries go live (tests inject one)
         self._loaded: Content | None = None  # the last load that built, scheduled entries included
@@ -207,33 +209,47 @@ class Publisher:
         self._watcher: threading.Thread | None = None
         self._watch_beat = time.monotonic()  # the watcher's last finished look at the folder
         # inotify from the first look on: the start's build is checked against its events instead of a
-        # second scan of every file, and the watcher (when there is one) carries on from them
+        # second scan of every file, and the watcher (``watch_every``) carries on from them
         self._start_watch = _open_watch(self.directory)
-        events = self._start_watch[1] if self._start_watch is not None else None
-        for _ in range(_STALE_RETRIES):
-            scan = self._look(events)
-            seen = _signature(self.directory, scan)
-            try:
-                # raises ContentError: a service never starts on invalid content
-                loaded = self._load(scan)
-                self.current = self._build(seen, loaded, events.quiet if events is not None else None)
-                self._loaded = loaded
-                break
-            except StaleBuildError:
-                continue
-            except ContentError:
-                raise
-            except Exception as error:
-                raise _unexpected(error) from error
-        else:
-            raise ContentError([Problem(".", "folder", "kept changing while it was read; start again once it is saved")])
-        self._fingerprint = seen
+        try:
+            self._fingerprint = self._first_build()
+        except BaseException:
+            self.stop()
+            raise
         self.loaded_at = datetime.now(UTC)
         if store is not None and (snapshot is None or self._parsed.fresh > SNAPSHOT_STALE_FILES):
             store.save_snapshot(self._parsed)  # 100,000 entries: ~3 s once, then every restart saves ~4 s
         _settle_heap()
         if self.on_new_version is not None:
             self.on_new_version(self.current)
+        if watch_every:
+            self.watch(watch_every)
+        else:  # an inotify instance per publisher nobody watches with would run out (128 per user by default)
+            self._close_start_watch()
+
+    def _first_build(self) -> int:
+        """Load and build the folder for the start (raises ContentError: a service never starts on invalid content)."""
+        events = self._start_watch[1] if self._start_watch is not None else None
+        for _ in range(_STALE_RETRIES):
+            scan = self._look(events)
+            seen = _signature(self.directory, scan)
+            try:
+                loaded = self._load(scan)
+                self.current = self._build(seen, loaded, events.quiet if events is not None else None)
+                self._loaded = loaded
+                return seen
+            except StaleBuildError:
+                continue
+            except ContentError:
+                raise
+            except Exception as error:
+                raise _unexpected(error) from error
+        raise ContentError([Problem(".", "folder", "kept changing while it was read; start again once it is saved")])
+
+    def _close_start_watch(self) -> None:
+        started, self._start_watch = self._start_watch, None
+        if started is not None:
+            started[0].close()
 
     def _stamper(self, version: str, seen: int | None = None, quiet: Callable[[], bool] | None = None) -> Stamper | None:
         """Stamp documents through the store: a build checks the folder is still ``seen``; later renders check the version.
@@ -375,9 +391,11 @@ class Publisher:
         while the service started is not missed.
         """
         poll_ms = max(50, int(delay * 1000))
+        handed_over = [self._start_watch]  # the start's watch, taken over by the first watch_folder (in the watcher's thread)
+        self._start_watch = None
 
         def watch_folder() -> None:
-            started, self._start_watch = self._start_watch, None
+            started = handed_over.pop() if handed_over else None
             # the folder the path names now: inotify watches inodes, and a linked root's subfolders are not walked
             notify, events, identity = started or _open_watch(self.directory, strict=True)
             with notify:
@@ -423,8 +441,6 @@ class Publisher:
         return self._watcher
 
     def stop(self) -> None:
-        """Stop the watcher thread (and the start's watch, when no watcher took it over)."""
+        """Stop the watcher thread."""
         self._stop.set()
-        started, self._start_watch = self._start_watch, None
-        if started is not None:
-            started[0].close()
+        self._close_start_watch()

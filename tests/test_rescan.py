@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import threading
@@ -166,13 +167,9 @@ def test_one_full_scan_serves_a_start_its_check_the_watcher_and_an_edit(content_
     full_scans = []
     real_scan = publisher_module.scan_folder
     monkeypatch.setattr(publisher_module, "scan_folder", lambda directory: full_scans.append(directory) or real_scan(directory))
-    publisher = Publisher(content_dir, store=Store(state_dir))
-    publisher.watch(0.05)
+    publisher = Publisher(content_dir, store=Store(state_dir), watch_every=0.05)
     try:
         deadline = time.monotonic() + 10
-        while publisher._start_watch is not None:  # taken over by the watcher
-            assert time.monotonic() < deadline
-            time.sleep(0.02)
         write_entry(content_dir, "brand-new.md", POST.format(n=40, day=8), "Fresh.")
         while not any(entry.title == "Post 40" for entry in publisher.current.content.entries):
             assert time.monotonic() < deadline
@@ -220,3 +217,25 @@ def test_an_edit_saved_while_a_version_builds_is_not_stamped_as_that_version(con
         assert accepted == [publisher.current.version]
     finally:
         publisher.stop()
+
+
+def _inotify_instances() -> int:
+    found = 0
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(FileNotFoundError):  # the listing's own descriptor, closed by now
+            found += os.readlink(f"/proc/self/fd/{fd}") == "anon_inode:inotify"
+    return found
+
+
+def test_a_publisher_that_does_not_watch_keeps_no_inotify_instance(content_dir, state_dir):
+    """The start's watch is closed unless a watcher takes it over: 128 instances per user would run out (they did, in this suite)."""
+    before = _inotify_instances()
+    publishers = [Publisher(content_dir, store=Store(state_dir)) for _ in range(5)]
+    assert _inotify_instances() == before
+    watched = Publisher(content_dir, store=Store(state_dir), watch_every=0.05)
+    try:
+        assert _inotify_instances() == before + 1  # the start's watch, now the watcher's
+    finally:
+        watched.stop()
+        watched._watcher.join(5)
+    assert _inotify_instances() == before and len(publishers) == 5
