@@ -1067,9 +1067,9 @@ def load_content(
         note_digest(file.name, hashlib.sha256(file.name.encode() + b"\0" + raw).hexdigest())
 
     for file in pending:
-        earlier = known.get(file.name)
         if file.name in keys:  # taken from the last load, its images changed: read it again below
             continue
+        earlier = known.get(file.name)
         if earlier is not None and earlier[0] == file.size and earlier[1] == file.mtime_ns and file.size <= site.max_file_size:
             note_digest(file.name, earlier[2])  # unchanged since a load that recorded it: not even read
         else:

@@ -131,11 +131,6 @@ class FeedSpec:
 ARCHIVE_NAME_LENGTH = {"day": 10, "month": 7}  # site file's archive_period -> characters of YYYY-MM-DD naming its documents
 
 
-def archive_period(site: Site, entry: Entry) -> str:
-    """Return the archive document an entry belongs to: the UTC day (YYYY-MM-DD) or month (YYYY-MM) of its publication."""
-    return entry.day if site.archive_period == "day" else entry.day[: ARCHIVE_NAME_LENGTH[site.archive_period]]
-
-
 def feed_id(site: Site, prefix: str) -> str:
     """Return the permanent id of a logical feed: the site's own, or one derived from it (never from base_url)."""
     return site.id if not prefix else f"urn:uuid:{uuid.uuid5(uuid.NAMESPACE_URL, f'{site.id}#{prefix}')}"

@@ -447,10 +447,12 @@ def build_publication(
                 continue
         documents.update(_feed_documents(spec))
     if previous is not None:  # archive documents rendered for the version before: a bounded cache, not every spec
-        for path, found in previous.rendered.items():
+
+        def same_feed(path: str) -> bool:
             earlier_spec, spec = previous.feed_specs.get(path), feed_specs.get(path)
-            if earlier_spec is not None and spec is not None and (earlier_spec is spec or earlier_spec.same_input(spec)):
-                rendered.update({path: found})
+            return earlier_spec is not None and spec is not None and earlier_spec.same_input(spec)
+
+        rendered.update({path: found for path, found in previous.rendered.items() if same_feed(path)})
     documents["/"] = page(render_index(context))
 
     def render_page(entry: Entry) -> Representation:

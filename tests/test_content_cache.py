@@ -203,3 +203,31 @@ def test_a_damaged_or_foreign_snapshot_is_ignored(content_dir, state_dir):
     for damage in (snapshot.read_bytes()[:1000], b"not a pickle", __import__("pickle").dumps({"other": "code"})):
         snapshot.write_bytes(damage)
         assert Publisher(content_dir, store=Store(state_dir)).current.content == load_content(content_dir)
+
+
+def test_the_store_forgets_old_parses_once_they_outnumber_the_current_ones_counting_every_thousand(state_dir):
+    """The state folder stays bounded; counting its parses after every edit would cost a 100,000-entry reload more than the edit."""
+    from datetime import UTC, datetime
+
+    from feedsvc.models import Entry
+
+    def parses(first: int, count: int) -> dict:
+        moment = datetime(2025, 1, 1, tzinfo=UTC)
+        made = (
+            Entry(f"urn:example:{n}", f"s{n}", "T", moment, moment, "latest", "", body="<p>x</p>", digest=f"d{n}")
+            for n in range(first, first + count)
+        )
+        return {f"key-{entry.digest}": entry for entry in made}
+
+    store = Store(state_dir)
+    old = parses(0, 3100)
+    store.remember_parse({}, old, set(old))  # the first call counts: all are current, none forgotten
+    edit = parses(5000, 1)
+    store.remember_parse({}, edit, set(edit))  # one new parse: not counted yet, so nothing is forgotten
+    assert len(store.parsed_entries(old)) == 3100
+    newer = parses(6000, 1000)
+    store.remember_parse({}, newer, set(newer))  # 1,001 new since the count: 4,101 > 3 x 1,000 + 1,000, the others forgotten
+    assert store.parsed_entries([*old, *edit]) == {}
+    assert len(store.parsed_entries(newer)) == 1000
+    with pytest.raises(LookupError):
+        store.body(f"{next(iter(old))}:d0")
