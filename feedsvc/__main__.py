@@ -20,7 +20,7 @@ from .markdown import shorten
 from .models import release
 from .nginx import static_site_config
 from .publication import Publication, build_publication
-from .publisher import fingerprint
+from .publisher import fingerprint, keep_load, kept_load
 from .store import StateError, Store, default_state_dir
 from .websub import HubNotifier
 
@@ -71,19 +71,20 @@ def _load(
     New files are parsed on every core (this runs before any thread starts); ``store`` or
     ``cache`` keep the parses for the next load and the service's workers.
     """
+    memo, kept = kept_load(store or cache)  # the last whole load: a build after one edit reads one file
     try:
         config = config_from_env()
-        content = release(
-            load_content(
-                directory,
-                site_overrides(config),
-                cache=store or cache,
-                processes=os.cpu_count() or 1,
-                scan=scan,
-                progress=Progress("parsing new files"),
-            ),
-            datetime.now(UTC),
+        loaded = load_content(
+            directory,
+            site_overrides(config),
+            parsed=memo,
+            cache=store or cache,
+            processes=os.cpu_count() or 1,
+            scan=scan,
+            progress=Progress("parsing new files"),
         )
+        keep_load(store or cache, memo, kept)  # for the next build, or the service's workers
+        content = release(loaded, datetime.now(UTC))
         stamp = None if store is None else lambda etags: store.last_modified(etags, content.version, lambda: True)
         publication = build_publication(content, config.get("HUB_URL"), stamp=stamp)
         if render_all:

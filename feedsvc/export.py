@@ -6,6 +6,14 @@ is switched with one rename, so a server reading the folder sees the old export 
 never a mix and never nothing. The folder not served keeps the export before; the next build
 brings it up to date, rewriting only the files whose inputs changed (the store remembers what
 each file was made from) and removing the files of documents that are gone.
+
+A build that changes few documents (``IN_PLACE_LIMIT``: an edit, a new post) updates the served
+folder in place instead, as rsync does: every changed document is rendered before anything is
+written (a document that cannot be rendered changes nothing), each file is replaced atomically
+(a new inode renamed over the old one), pages before the listings and feeds that link to them,
+and removed documents go last. Readers see each file old or new, never half written, and never
+a link to a page not yet there; a whole workspace is written only when much changed, so one
+edit to a 100,000-entry archive touches a few dozen files, not 250,000.
 """
 
 from __future__ import annotations
@@ -149,6 +157,7 @@ def _code_digest() -> str:
     return digest.hexdigest()
 
 
+IN_PLACE_LIMIT = 1000  # changed + removed documents a build writes into the served export directly
 PARALLEL_FROM = 2000  # documents to render before the work is shared among processes
 _CHUNK = 250  # documents one process renders and writes before reporting back
 _JOB: tuple | None = None  # (publication, staging folder, paths): what forked writers inherit, never pickled
@@ -236,21 +245,84 @@ def _remove_gone(root: Path, gone: set[str]) -> None:
             folder = os.path.dirname(folder)
 
 
+def _replace(root: str, name: str, representation) -> None:
+    """Replace a file of a served export (and its .gz twin) atomically: a reader gets the old bytes or the new ones."""
+    for file, data in _twins(name, representation):
+        pending = os.path.join(root, f"{file}.{os.getpid()}.new")
+        with open(pending, "wb") as out:
+            out.write(data)
+        os.replace(pending, os.path.join(root, file))
+    if representation.gzip is None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(os.path.join(root, name + ".gz"))
+
+
+def _update_in_place(
+    publication: Publication,
+    served: Path,
+    store: Store,
+    keys: dict[str, str | None],
+    changed: list[str],
+    gone: set[str],
+    record: dict[str, tuple[str, str, int | None]],
+) -> int:
+    """Bring the served export up to date file by file: ``changed`` documents rewritten, ``gone`` ones removed."""
+    rendered = {path: publication.document(path) for path in changed}  # all of them first: a failure writes nothing
+    # a document without an input key is rendered every time, but rewritten only when its bytes differ
+    writes = [path for path in changed if path not in record or record[path][1] != rendered[path].etag]
+    not_found = publication.not_found.identity.body
+    root = os.fspath(served)
+    not_found_changed = True
+    with contextlib.suppress(OSError), open(os.path.join(root, NOT_FOUND_FILE), "rb") as current:  # unreadable: different
+        not_found_changed = current.read() != not_found
+    # until it is done, the store knows nothing of the files being replaced: a build stopped halfway renders them again
+    store.update_export(root, {}, writes)
+    folders: set[str] = set()
+    # deepest first: entry pages and archives exist before the listings and feeds that link to them
+    for path in sorted(writes, key=lambda p: file_for(p).count("/"), reverse=True):
+        name = file_for(path)
+        folder = os.path.dirname(name)
+        if folder not in folders:
+            os.makedirs(os.path.join(root, folder), exist_ok=True)
+            folders.add(folder)
+        _replace(root, name, rendered[path])
+    if not_found_changed:
+        _replace(root, NOT_FOUND_FILE, publication.not_found)
+    _remove_gone(served, {file_for(path) for path in gone})
+    etags = {path: found[1] for path, found in record.items() if path not in gone} | {p: r.etag for p, r in rendered.items()}
+    rewritten = set(writes)
+    updates = {path: (keys[path] or "", etags[path], None if path in rewritten else record[path][2]) for path in changed}
+    if publication.stamp is not None:
+        for path, moment in publication.stamp(etags).items():
+            stamp = int(moment.timestamp())
+            if path not in record or record[path][2] != stamp:  # a kept file whose bytes came back gets their time
+                _set_times(served, file_for(path), moment)
+                updates[path] = (keys[path] or "", etags[path], stamp)
+    store.update_export(root, updates, gone)
+    return len(etags) + 1
+
+
 def _export(publication: Publication, destination: Path, progress, store: Store | None, processes: int) -> int:
     workspaces = (destination.with_name(f".{destination.name}.a"), destination.with_name(f".{destination.name}.b"))
     served = Path(os.path.realpath(destination)) if destination.is_symlink() else None
     target = workspaces[1] if served == workspaces[0] else workspaces[0]
+    paths = sorted(publication.paths())
+    keys = {path: _with_code(publication.input_key(path)) for path in paths} if store is not None else {}
+    record = store.exported(str(served)) if store is not None and served in workspaces else {}
+    if record:  # what the served export holds is known: few changes are made to it in place
+        changed = [path for path in paths if keys[path] is None or record.get(path, ("",))[0] != keys[path]]
+        gone = record.keys() - set(paths)
+        if len(changed) + len(gone) <= IN_PLACE_LIMIT:
+            return _update_in_place(publication, served, store, keys, changed, gone, record)
     earlier: dict[str, tuple[str, str, int | None]] = {}
     on_show: dict[str, tuple[str, str, int | None]] = {}
     if store is not None:
         earlier = store.exported(str(target))
         store.remember_export(str(target), {})  # it is being changed: nothing of it is known until it is done
-        if not earlier and served in workspaces:  # a workspace's first build: start from the served export
-            on_show = store.exported(str(served))
+        if not earlier:  # a workspace's first build: start from the served export
+            on_show = record
     target.mkdir(exist_ok=True)
     try:
-        paths = sorted(publication.paths())
-        keys = {path: _with_code(publication.input_key(path)) for path in paths} if store is not None else {}
         etags: dict[str, str] = {}
         times: dict[str, int | None] = {}  # the mtime a kept file has
         folders: set[str] = set()

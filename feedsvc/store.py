@@ -303,6 +303,14 @@ class Store:
             db.execute("DELETE FROM exported WHERE folder = ?", (folder,))
             db.executemany("INSERT INTO exported VALUES (?, ?, ?, ?, ?)", [(folder, path, *value) for path, value in documents.items()])
 
+    def update_export(self, folder: str, documents: Mapping[str, tuple[str, str, int | None]], gone: Iterable[str] = ()) -> None:
+        """Record changes to the export in ``folder``: ``documents`` written (or re-timed), ``gone`` forgotten."""
+        with self._transaction() as db:
+            db.executemany("DELETE FROM exported WHERE folder = ? AND path = ?", [(folder, path) for path in gone])
+            db.executemany(
+                "INSERT OR REPLACE INTO exported VALUES (?, ?, ?, ?, ?)", [(folder, path, *value) for path, value in documents.items()]
+            )
+
     # --- the loader's cache (content.ParseCache) -------------------------------------------------
 
     def file_digests(self, names: list[str]) -> dict[str, tuple[int, int, str]]:

@@ -191,17 +191,41 @@ def written(monkeypatch):
     import feedsvc.export
 
     names: list[str] = []
-    real_write = feedsvc.export._write
+    real_write, real_replace = feedsvc.export._write, feedsvc.export._replace
 
     def recording_write(root, name, representation, folders):
         names.append(name)
         real_write(root, name, representation, folders)
 
+    def recording_replace(root, name, representation):
+        names.append(name)
+        real_replace(root, name, representation)
+
     monkeypatch.setattr(feedsvc.export, "_write", recording_write)
+    monkeypatch.setattr(feedsvc.export, "_replace", recording_replace)
     return names
 
 
-def test_a_build_after_one_edit_renders_only_what_changed_and_equals_a_fresh_build(tmp_path, content_dir, written):
+@pytest.fixture
+def in_workspaces(monkeypatch):
+    """Every build writes the workspace that is not served (no change is small enough to be made in place)."""
+    import feedsvc.export
+
+    monkeypatch.setattr(feedsvc.export, "IN_PLACE_LIMIT", -1)
+
+
+def _same_as_fresh(content_dir: Path, tmp_path: Path, store) -> None:
+    """The export equals a build from scratch (same state, so the same Last-Modified): files, bytes and times."""
+    _export(content_dir, tmp_path / "fresh", store)
+    site, fresh = Path(os.path.realpath(tmp_path / "site")), Path(os.path.realpath(tmp_path / "fresh"))
+    assert _inodes(site).keys() == _inodes(fresh).keys()
+    for name in _inodes(site):
+        assert (site / name).read_bytes() == (fresh / name).read_bytes(), name
+        if not name.startswith("404.html"):  # never stamped: an error page has no Last-Modified
+            assert int((site / name).stat().st_mtime) == int((fresh / name).stat().st_mtime), name
+
+
+def test_a_build_after_one_edit_renders_only_what_changed_and_equals_a_fresh_build(tmp_path, content_dir, written, in_workspaces):
     from feedsvc.store import Store
 
     shutil.copytree(generate(tmp_path / "generated", 300) / "posts", content_dir / "posts", dirs_exist_ok=True)
@@ -218,45 +242,54 @@ def test_a_build_after_one_edit_renders_only_what_changed_and_equals_a_fresh_bui
     assert "posts/post-00151/index.html" not in written  # the same inputs: the file is kept
     assert any(name.startswith("archive/") and name.endswith("feed.xml") for name in written)  # the day that holds it
     assert len(written) < total / 10
-    # the same bytes and times a build from scratch gives (same state, so the same Last-Modified)
-    _export(content_dir, tmp_path / "fresh", store)
-    site, fresh = Path(os.path.realpath(tmp_path / "site")), Path(os.path.realpath(tmp_path / "fresh"))
-    assert _inodes(site).keys() == _inodes(fresh).keys()
-    for name in _inodes(site):
-        assert (site / name).read_bytes() == (fresh / name).read_bytes(), name
-        if not name.startswith("404.html"):  # never stamped: an error page has no Last-Modified
-            assert int((site / name).stat().st_mtime) == int((fresh / name).stat().st_mtime), name
+    _same_as_fresh(content_dir, tmp_path, store)
 
 
-def test_a_deleted_entry_leaves_no_file_in_the_updated_workspace(tmp_path, content_dir):
+@pytest.mark.parametrize("in_place", [True, False])
+def test_a_deleted_entry_leaves_no_file_in_the_updated_export(tmp_path, content_dir, monkeypatch, in_place):
+    import feedsvc.export
     from feedsvc.store import Store
+
+    if not in_place:
+        monkeypatch.setattr(feedsvc.export, "IN_PLACE_LIMIT", -1)
 
     store = Store(tmp_path / "state")
     write_entry(content_dir, "gone.md", 'id: "urn:example:gone"\ntitle: Gone\ndate: 2025-07-08T10:00:00Z\nsection: latest')
     _export(content_dir, tmp_path / "site", store)
     _export(content_dir, tmp_path / "site", store)
     (content_dir / "posts" / "gone.md").unlink()
-    _export(content_dir, tmp_path / "site", store)  # the workspace that had it
+    _export(content_dir, tmp_path / "site", store)  # the workspace that had it, or the served one in place
     site = Path(os.path.realpath(tmp_path / "site"))
+    assert site.name == ".site.a" and (tmp_path / ".site.b").exists() is not in_place
     assert not (site / "posts" / "gone").exists() and not (site / "archive" / "2025-07-08").exists()
     assert b"urn:example:gone" not in (site / "feed.xml").read_bytes()
 
 
-def test_other_rendering_code_never_keeps_an_old_file(tmp_path, content_dir, monkeypatch, written):
+@pytest.mark.parametrize("in_place", [True, False])
+def test_other_rendering_code_never_keeps_an_old_file(tmp_path, content_dir, monkeypatch, written, in_place):
     import feedsvc.export
     from feedsvc.store import Store
 
+    if not in_place:
+        monkeypatch.setattr(feedsvc.export, "IN_PLACE_LIMIT", -1)
+    rendered: list[str] = []
+    real_document = feedsvc.export.Publication.document
+    monkeypatch.setattr(feedsvc.export.Publication, "document", lambda self, path: rendered.append(path) or real_document(self, path))
     store = Store(tmp_path / "state")
     _export(content_dir, tmp_path / "site", store)
     _export(content_dir, tmp_path / "site", store)
     written.clear()
+    rendered.clear()
     _export(content_dir, tmp_path / "site", store)
     everything = build_publication(load_content(content_dir)).paths()
-    assert len(written) < len(everything)  # the same code: files are kept
+    assert len(written) < len(everything) and len(rendered) < len(everything)  # the same code: files are kept
     written.clear()
+    rendered.clear()
     monkeypatch.setattr(feedsvc.export, "_code_digest", lambda: "another version of feedsvc")
     _export(content_dir, tmp_path / "site", store)
-    assert len(written) == len(everything) + 1  # every document, and the 404 page
+    assert set(rendered) == set(everything)  # every document rendered by the new code
+    if not in_place:  # in place, only the files whose bytes differ are replaced (here none: the code is the same)
+        assert len(written) == len(everything) + 1  # every document, and the 404 page
 
 
 def test_a_parallel_export_writes_what_a_sequential_one_writes(tmp_path, content_dir, monkeypatch):
@@ -287,7 +320,7 @@ def test_a_document_that_fails_in_a_worker_process_is_named_and_the_old_export_s
     assert _inodes(tmp_path / "site") == before
 
 
-def test_a_kept_file_gets_the_time_its_bytes_last_changed_even_when_they_changed_back(tmp_path, content_dir, written):
+def test_a_kept_file_gets_the_time_its_bytes_last_changed_even_when_they_changed_back(tmp_path, content_dir, written, in_workspaces):
     from feedsvc.store import Store
 
     store = Store(tmp_path / "state")
@@ -306,7 +339,9 @@ def test_a_kept_file_gets_the_time_its_bytes_last_changed_even_when_they_changed
     assert page.stat().st_mtime == changed.timestamp()  # the third version's time, not the first's
 
 
-def test_the_first_build_into_the_second_workspace_links_the_served_files_and_never_touches_them(tmp_path, content_dir, written):
+def test_the_first_build_into_the_second_workspace_links_the_served_files_and_never_touches_them(
+    tmp_path, content_dir, written, in_workspaces
+):
     from feedsvc.store import Store
 
     shutil.copytree(generate(tmp_path / "generated", 200) / "posts", content_dir / "posts", dirs_exist_ok=True)
@@ -329,3 +364,92 @@ def test_the_first_build_into_the_second_workspace_links_the_served_files_and_ne
         assert (site / name).read_bytes() == (fresh / name).read_bytes(), name
         if not name.startswith("404.html"):
             assert int((site / name).stat().st_mtime) == int((fresh / name).stat().st_mtime), name
+
+
+def test_a_small_change_updates_the_served_export_in_place_file_by_file(tmp_path, content_dir, written):
+    from feedsvc.store import Store
+
+    shutil.copytree(generate(tmp_path / "generated", 200) / "posts", content_dir / "posts", dirs_exist_ok=True)
+    store = Store(tmp_path / "state")
+    _export(content_dir, tmp_path / "site", store)
+    served = Path(os.path.realpath(tmp_path / "site"))
+    before = _inodes(served)
+    page = served / "posts" / "post-00000" / "index.html"
+    old_bytes = page.read_bytes()
+    reader = page.open("rb")  # a slow download of the page, under way while the build runs
+    edited = content_dir / "posts" / "post-00000.md"
+    edited.write_text(edited.read_text().replace("title: ", "title: Edited ", 1))
+    written.clear()
+    _export(content_dir, tmp_path / "site", store)
+    assert Path(os.path.realpath(tmp_path / "site")) == served  # no switch: the served folder was updated
+    assert not (tmp_path / ".site.b").exists()  # and no second workspace was made for a small change
+    assert "posts/post-00000/index.html" in written and "posts/post-00001/index.html" not in written
+    assert len(written) < len(before) / 20
+    # pages before the listings and feeds that link to them
+    assert written.index("posts/post-00000/index.html") < min(written.index("feed.xml"), written.index("index.html"))
+    assert "static/" not in " ".join(written)  # rendered again (no input key), but the same bytes: left alone
+    after = _inodes(served)
+    assert {name for name in before if after[name] != before[name]} == {n for name in written for n in (name, name + ".gz") if n in after}
+    assert b"Edited" in page.read_bytes() and reader.read() == old_bytes  # a new inode: the reader kept its bytes
+    reader.close()
+    assert not [p for p in served.rglob("*.new")]  # no temporary file left
+    written.clear()
+    _export(content_dir, tmp_path / "site", store)
+    assert written == []  # the store knows what the update wrote
+    _same_as_fresh(content_dir, tmp_path, store)
+
+
+def test_a_change_to_many_documents_is_written_into_the_other_workspace(tmp_path, content_dir, monkeypatch):
+    import feedsvc.export
+    from feedsvc.store import Store
+
+    store = Store(tmp_path / "state")
+    _export(content_dir, tmp_path / "site", store)
+    monkeypatch.setattr(feedsvc.export, "IN_PLACE_LIMIT", 3)  # one new entry changes more documents than this
+    write_entry(content_dir, "new.md", 'id: "urn:example:new"\ntitle: New\ndate: 2025-07-08T10:00:00Z\nsection: latest')
+    _export(content_dir, tmp_path / "site", store)
+    assert Path(os.path.realpath(tmp_path / "site")).name == ".site.b"
+    assert not (tmp_path / ".site.a" / "posts" / "new").exists()  # the export before, whole
+    _same_as_fresh(content_dir, tmp_path, store)
+
+
+def test_an_in_place_update_that_cannot_render_a_document_changes_nothing(tmp_path, content_dir, fail_rendering):
+    from feedsvc.content import ContentError
+    from feedsvc.store import Store
+
+    store = Store(tmp_path / "state")
+    _export(content_dir, tmp_path / "site", store)
+    before = {name: (inode, (tmp_path / "site" / name).read_bytes()) for name, inode in _inodes(tmp_path / "site").items()}
+    entry = content_dir / "posts" / "new-faces-proteas-announce-test-debutants.md"
+    entry.write_text(entry.read_text().replace("New Faces", "Newer Faces"))
+    fail_rendering("new-faces-proteas-announce-test-debutants")
+    with pytest.raises(ContentError):
+        _export(content_dir, tmp_path / "site", store)
+    assert {name: (inode, (tmp_path / "site" / name).read_bytes()) for name, inode in _inodes(tmp_path / "site").items()} == before
+    fail_rendering(None)
+    _export(content_dir, tmp_path / "site", store)
+    _same_as_fresh(content_dir, tmp_path, store)
+
+
+def test_an_in_place_update_stopped_halfway_is_finished_by_the_next_build(tmp_path, content_dir, monkeypatch):
+    import feedsvc.export
+    from feedsvc.store import Store
+
+    store = Store(tmp_path / "state")
+    _export(content_dir, tmp_path / "site", store)
+    entry = content_dir / "posts" / "new-faces-proteas-announce-test-debutants.md"
+    entry.write_text(entry.read_text().replace("New Faces", "Newer Faces"))
+    real_replace, calls = feedsvc.export._replace, []
+
+    def replace_then_fail(root, name, representation):
+        calls.append(name)
+        if len(calls) == 3:
+            raise OSError(28, "No space left on device")
+        real_replace(root, name, representation)
+
+    monkeypatch.setattr(feedsvc.export, "_replace", replace_then_fail)
+    with pytest.raises(OSError):
+        _export(content_dir, tmp_path / "site", store)
+    monkeypatch.setattr(feedsvc.export, "_replace", real_replace)
+    _export(content_dir, tmp_path / "site", store)  # the files the stopped build had replaced are known to be unknown
+    _same_as_fresh(content_dir, tmp_path, store)
