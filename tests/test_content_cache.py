@@ -139,20 +139,39 @@ EDITS = {
 }
 
 
+def _rescanned(directory, before: feedsvc.content.FolderScan) -> feedsvc.content.FolderScan:
+    """The folder's scan as the watcher makes it: the scan before, updated at the paths that changed (as inotify names them)."""
+    now = {file.name: file for file in feedsvc.content.scan_folder(directory).files}
+    then = {file.name: file for file in before.files}
+    changed = [os.path.join(os.path.realpath(directory), name) for name in now.keys() | then.keys() if now.get(name) != then.get(name)]
+    return feedsvc.content.rescan_folder(directory, before, changed)
+
+
+@pytest.mark.parametrize("rescanned", [False, True], ids=["full scan", "rescan"])
 @pytest.mark.parametrize("edit", EDITS.values(), ids=EDITS.keys())
-def test_a_reload_from_the_last_load_equals_a_fresh_load(content_dir, state_dir, edit):
-    """A reload takes unchanged files from the last load (LoadMemo): whatever the edit, the result is a fresh load's."""
+def test_a_reload_from_the_last_load_equals_a_fresh_load(content_dir, state_dir, edit, rescanned, monkeypatch):
+    """A reload takes unchanged files from the last load (LoadMemo): whatever the edit, the result is a fresh load's.
+
+    After a rescan (the watcher's way), the files that changed are found by comparing records by identity.
+    """
+    quick_looks = []
+    real_look = feedsvc.content._changed_entry_files
+    monkeypatch.setattr(feedsvc.content, "_changed_entry_files", lambda *args: quick_looks.append(real_look(*args)) or quick_looks[-1])
     memo = feedsvc.content.LoadMemo()
-    load_content(content_dir, parsed=memo, cache=Store(state_dir))
+    scan = feedsvc.content.scan_folder(content_dir)
+    load_content(content_dir, parsed=memo, cache=Store(state_dir), scan=scan)
     edit(content_dir)
+    scan = _rescanned(content_dir, scan) if rescanned else None
     try:
         fresh = load_content(content_dir)
     except ContentError as error:
         with pytest.raises(ContentError) as reloaded:
-            load_content(content_dir, parsed=memo, cache=Store(state_dir))
+            load_content(content_dir, parsed=memo, cache=Store(state_dir), scan=scan)
         assert reloaded.value.problems == error.problems
         return
-    reloaded = load_content(content_dir, parsed=memo, cache=Store(state_dir))
+    reloaded = load_content(content_dir, parsed=memo, cache=Store(state_dir), scan=scan)
+    if rescanned and edit not in (EDITS["added"], EDITS["removed"]):  # the same files: only the edited one was looked at
+        assert [[file.name for file in found] for found in quick_looks[-1:]] == [[MOVED]]
     assert reloaded == fresh and reloaded.version == fresh.version
     assert [e.source for e in reloaded.entries] == [e.source for e in fresh.entries]
     assert [e.source for e in reloaded.drafts] == [e.source for e in fresh.drafts]

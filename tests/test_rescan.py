@@ -245,3 +245,22 @@ def test_a_publisher_that_does_not_watch_keeps_no_inotify_instance(content_dir, 
         watched.stop()
         watched._watcher.join(5)
     assert _inotify_instances() == base and len(publishers) == 5
+
+
+def test_after_a_full_scan_that_finds_nothing_changed_an_edit_is_found_by_identity(content_dir, state_dir, monkeypatch):
+    """The safety net's full scan keeps the records the last load shares when nothing changed: the next edit is not a full pass."""
+    quick_looks = []
+    real_look = content_module._changed_entry_files
+    monkeypatch.setattr(content_module, "_changed_entry_files", lambda *args: quick_looks.append(real_look(*args)) or quick_looks[-1])
+    publisher = Publisher(content_dir, store=Store(state_dir))
+    notify, events, _ = publisher_module._open_watch(content_dir)
+    with notify:
+        events.everything()  # as the safety net does
+        assert not publisher.refresh(events)  # nothing changed
+        edited = content_dir / "posts" / "new-faces-proteas-announce-test-debutants.md"
+        edited.write_text(edited.read_text().replace("New Faces", "Newer Faces"))
+        while isinstance(result := notify.watch(200, 50, 500, None), set):
+            events.add(result)
+        assert publisher.refresh(events)
+    assert [file.name for file in quick_looks[-1]] == ["posts/new-faces-proteas-announce-test-debutants.md"]
+    assert publisher.current.pages["/posts/new-faces-proteas-announce-test-debutants/"].title.startswith("Newer Faces")
