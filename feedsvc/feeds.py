@@ -146,6 +146,7 @@ def feed_family(
     hub_url: str | None,
     quiet_since: datetime = _NO_ENTRIES,
     labels: Mapping[str, str] | None = None,
+    earlier: Mapping[str, FeedSpec] | None = None,
 ) -> tuple[FeedSpec, ...]:
     """Describe a logical feed: its subscription document, then its RFC 5005 archive documents, oldest first.
 
@@ -155,6 +156,10 @@ def feed_family(
     its period's archive, the newest ones too (clients merge by id). Archives exist once the feed
     holds more entries than its subscription document shows. Readers that ignore RFC 5005 just
     see an ordinary feed of the newest ``item_limit`` entries.
+
+    ``earlier`` (the version before's specs by path prefix): an archive whose entries are the very
+    same objects, with the same links and settings, is that version's spec, not a new one, so a
+    reload after one edit makes a few specs instead of one per day of five years.
     """
     in_period = by_period(entries, ARCHIVE_NAME_LENGTH[site.archive_period])  # newest first, so each period's entries are too
     periods = sorted(in_period) if len(entries) > site.item_limit else []
@@ -183,26 +188,40 @@ def feed_family(
         quiet_since,
         labels_of(entries[: site.item_limit]),
     )
-    archives = tuple(
-        FeedSpec(
+    before = earlier.get(prefix) if earlier else None
+    # the family's settings are those of the version before: its archives may be reused one by one
+    reusable = before is not None and before._settings[:4] == subscription._settings[:4]
+
+    def archive_spec(index: int, period: str) -> FeedSpec:
+        chosen, prefix_of = in_period[period], archive(period)
+        history = History(
+            current=prefix,
+            prev_archive=archive(periods[index - 1]) if index > 0 else None,
+            next_archive=archive(periods[index + 1]) if index + 1 < len(periods) else None,
+        )
+        kept = earlier.get(prefix_of) if reusable else None
+        if (
+            kept is not None
+            and len(kept.entries) == len(chosen)
+            and all(map(operator.is_, kept.entries, chosen))
+            and kept.history == history
+            and kept.labels == labels_of(chosen)
+        ):
+            return kept
+        return FeedSpec(
             site,
             f"{title} (archive {period})",
             description,
             home_path,
-            archive(period),
+            prefix_of,
             family_id,
-            in_period[period],
-            History(
-                current=prefix,
-                prev_archive=archive(periods[index - 1]) if index > 0 else None,
-                next_archive=archive(periods[index + 1]) if index + 1 < len(periods) else None,
-            ),
-            quiet_since=quiet_since,
-            labels=labels_of(in_period[period]),
+            chosen,
+            history,
+            # no quiet_since: an archive is never empty, so the site's newest change (a new post) is no input of it
+            labels=labels_of(chosen),
         )
-        for index, period in enumerate(periods)
-    )
-    return (subscription, *archives)
+
+    return (subscription, *(archive_spec(index, period) for index, period in enumerate(periods)))
 
 
 def tag_path(slug: str) -> str:
@@ -224,17 +243,18 @@ def site_feeds(
     hub_url: str | None = None,
     labels: Mapping[str, str] | None = None,
     tagged: Mapping[str, tuple[Entry, ...]] | None = None,
+    earlier: Mapping[str, FeedSpec] | None = None,
 ) -> tuple[FeedSpec, ...]:
     """Describe the site feed, one feed per section and one per tag, each with its archive documents.
 
     ``labels`` and ``tagged`` (``tag_labels`` and ``entries_by_tag`` of the entries), when the
-    caller has them already.
+    caller has them already; ``earlier``, the version before's specs by path prefix (``feed_family``).
     """
     site = content.site
-    newest = max((e.updated for e in content.entries), default=_NO_ENTRIES)
+    newest = max(map(operator.attrgetter("updated"), content.entries), default=_NO_ENTRIES)  # in C: 100,000 in ms
     labels = tag_labels(content.entries) if labels is None else labels
     tagged = entries_by_tag(content.entries) if tagged is None else tagged
-    families = [feed_family(site, site.title, site.description, "/", "", content.entries, hub_url, newest, labels)]
+    families = [feed_family(site, site.title, site.description, "/", "", content.entries, hub_url, newest, labels, earlier)]
     for slug, tag_entries in tagged.items():
         families.append(
             feed_family(
@@ -247,6 +267,7 @@ def site_feeds(
                 hub_url,
                 newest,
                 labels,
+                earlier,
             )
         )
     for section in site.sections:
@@ -261,6 +282,7 @@ def site_feeds(
                 hub_url,
                 newest,
                 labels,
+                earlier,
             )
         )
     return tuple(spec for family in families for spec in family)

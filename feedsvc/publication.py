@@ -139,6 +139,7 @@ class Publication:
     rendered: RenderedCache = field(default_factory=RenderedCache)
     # other documents rendered on request; None when the document is gone (an image replaced since the version was built)
     renderers: Mapping[str, Callable[[], Representation | None]] = field(default_factory=dict)
+    feeds: Mapping[str, FeedSpec] = field(default_factory=dict)  # every feed spec by its path prefix
 
     @property
     def version(self) -> str:
@@ -412,7 +413,7 @@ def build_publication(
     cache_control = FEED_CACHE.format(max_age=site.max_age)
     labels = tag_labels(content.entries)
     tagged = entries_by_tag(content.entries)
-    specs = site_feeds(content, hub_url, labels, tagged)
+    specs = site_feeds(content, hub_url, labels, tagged, previous.feeds if previous is not None else None)
     site_spec = specs[0]
     assets = _asset_documents()
     subscriptions = {spec.path_prefix: spec for spec in specs if not spec.history.is_archive}
@@ -511,4 +512,5 @@ def build_publication(
         render_page,
         rendered,
         on_request,
+        {spec.path_prefix: spec for spec in specs},
     )

@@ -174,6 +174,36 @@ def test_an_edit_changes_only_the_archive_documents_that_hold_the_entry(tmp_path
     assert old.keys() - new.keys() == set()  # archive URLs that existed keep working
 
 
+@pytest.mark.parametrize("edit", ["retitle", "add", "delete-oldest", "backdate"])
+def test_feed_specs_taken_from_the_version_before_are_those_a_fresh_build_makes(tmp_path, edit):
+    """A reload reuses the archive specs whose entries are the same objects; every spec is what a build from nothing makes."""
+    from feedsvc.content import LoadMemo
+    from tests.conftest import write_entry
+
+    directory = generate(tmp_path / "content", 1_000)
+    memo = LoadMemo()
+    before = build_publication(load_content(directory, parsed=memo))
+    post = directory / "posts" / "post-00100.md"
+    if edit == "retitle":
+        post.write_text(post.read_text().replace("title: ", "title: Retitled ", 1))
+    elif edit == "add":
+        write_entry(directory, "newest.md", 'id: "urn:example:newest"\ntitle: Newest\ndate: 2025-07-08T09:00:00Z\nsection: latest')
+    elif edit == "delete-oldest":
+        (directory / "posts" / "post-00999.md").unlink()
+    else:
+        post.write_text(post.read_text().replace("Jul 07, 2025 01:20", "Jun 01, 2025 12:00"))
+    reused = build_publication(load_content(directory, parsed=memo), previous=before)
+    fresh = build_publication(load_content(directory))
+    assert {path: spec.digest for path, spec in reused.feed_specs.items()} == {path: spec.digest for path, spec in fresh.feed_specs.items()}
+    assert _archive_entries(reused) == _archive_entries(fresh)
+    made_anew = {prefix for prefix, spec in reused.feeds.items() if spec.history.is_archive and before.feeds.get(prefix) is not spec}
+    if edit == "retitle":  # the same entries but one: only the archives that hold it are new
+        holding = {prefix for prefix, spec in reused.feeds.items() if any(e.source == "posts/post-00100.md" for e in spec.entries)}
+        assert made_anew == {prefix for prefix in holding if "/archive/" in prefix} and len(made_anew) == 2  # the site's day, the section's
+    else:
+        assert 0 < len(made_anew) < len(reused.feeds) / 2
+
+
 def test_archive_and_old_entry_pages_are_rendered_on_first_request_then_served_from_memory(tmp_path):
     directory = generate(tmp_path / "content", 450)
     app = create_app({"CONTENT_DIR": str(directory), "STATE_DIR": str(tmp_path / "state"), "RELOAD_INTERVAL": 0})
