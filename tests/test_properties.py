@@ -213,3 +213,21 @@ def test_a_reloaded_publication_is_byte_identical_to_a_fresh_build(edits):
                 assert reloaded.document(path).body == fresh.document(path).body, (edit, path)
     finally:
         shutil.rmtree(directory)
+
+
+def _allowed_in_xml(character: str) -> bool:
+    """XML 1.0 §2.2 Char, minus what it discourages (DEL, C1 controls, noncharacters): the spec's ranges, one character at a time."""
+    code = ord(character)
+    if code in (0x9, 0xA, 0xD) or 0x20 <= code <= 0x7E:
+        return True
+    return code > 0x9F and not 0xD800 <= code <= 0xDFFF and not 0xFDD0 <= code <= 0xFDEF and code & 0xFFFE != 0xFFFE
+
+
+@given(
+    st.lists(st.one_of(st.text(), st.sampled_from(["\x7f", "\x85", "\ufdd0", "\U0001fffe", "\U0010ffff", "\ud800"])), max_size=8).map(
+        "".join
+    )
+)
+@settings(max_examples=500)
+def test_stripping_xml_illegal_characters_keeps_exactly_the_allowed_ones(value):
+    assert strip_xml_illegal(value) == "".join(filter(_allowed_in_xml, value))
