@@ -51,6 +51,7 @@ CREATE TABLE IF NOT EXISTS entry_bodies (key TEXT PRIMARY KEY, html TEXT NOT NUL
 CREATE TABLE IF NOT EXISTS exported (folder TEXT NOT NULL, path TEXT NOT NULL, key TEXT NOT NULL, etag TEXT NOT NULL,
                                      stamp INTEGER, PRIMARY KEY (folder, path));
 """
+WAL_SIZE_LIMIT = 64 * 1024 * 1024  # bytes of write-ahead log kept after a checkpoint
 _FEW = 500  # stamping fewer documents than this looks them up one by one, more reads the whole table
 
 
@@ -144,6 +145,9 @@ class Store:
             db = sqlite3.connect(self.directory / DATABASE_FILE, timeout=30, isolation_level=None, check_same_thread=False)
             db.execute("PRAGMA journal_mode=WAL")  # readers never wait for the writer
             db.execute("PRAGMA synchronous=NORMAL")  # WAL stays consistent; a power cut may lose the last commit
+            # a cold parse of 100,000 entries grew the WAL to 2.1 GB, and SQLite keeps a WAL's size for reuse:
+            # after each checkpoint it is cut back to this
+            db.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
             self._local.db = db
             self._local.pid = os.getpid()
         return db

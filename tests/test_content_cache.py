@@ -250,3 +250,17 @@ def test_the_store_forgets_old_parses_once_they_outnumber_the_current_ones_count
     assert len(store.parsed_entries(newer)) == 1000
     with pytest.raises(LookupError):
         store.body(f"{next(iter(old))}:d0")
+
+
+def test_the_write_ahead_log_is_cut_back_after_a_big_load(state_dir, monkeypatch):
+    """SQLite keeps a WAL at its largest size; a cold parse of a big archive must not leave gigabytes behind."""
+    import feedsvc.store
+
+    monkeypatch.setattr(feedsvc.store, "WAL_SIZE_LIMIT", 256 * 1024)
+    store = Store(state_dir)
+    wal = state_dir / (feedsvc.store.DATABASE_FILE + "-wal")
+    store.remember_export("/export", {f"/posts/{n}/": ("k" * 200, "e" * 60, n) for n in range(20_000)})  # one big transaction
+    assert wal.stat().st_size > 1024 * 1024
+    store._connection().execute("PRAGMA wal_checkpoint(PASSIVE)")  # as SQLite does after a commit past 1,000 pages
+    store.remember("a setting", "a value")  # the next write starts the log again: at most the limit is kept
+    assert wal.stat().st_size <= 256 * 1024
