@@ -202,6 +202,14 @@ class Entry:
         for name, value in zip(_ENTRY_FIELDS, state, strict=True):
             object.__setattr__(self, name, value)
 
+    def with_body(self, body: str | StoredText, headings: tuple[Heading, ...] = ()) -> Entry:
+        """Return a copy with another body and headings, its other fields as they are (``replace`` would derive them again)."""
+        copy = object.__new__(Entry)
+        copy.__setstate__(self.__getstate__())
+        object.__setattr__(copy, "body", body)
+        object.__setattr__(copy, "headings", headings)
+        return copy
+
     @property
     def body_html(self) -> str:
         """Return the entry's body as HTML."""

@@ -18,7 +18,6 @@ Every decision that several workers race for is one ``BEGIN IMMEDIATE`` transact
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import functools
 import gc
 import hashlib
@@ -363,10 +362,7 @@ class Store:
             )
             db.executemany(
                 "INSERT OR REPLACE INTO parsed_entries VALUES (?, ?)",
-                [
-                    (key, pickle.dumps(dataclasses.replace(entry, body="", headings=()), pickle.HIGHEST_PROTOCOL))
-                    for key, entry in entries.items()
-                ],
+                [(key, pickle.dumps(entry.with_body(""), pickle.HIGHEST_PROTOCOL)) for key, entry in entries.items()],
             )
             self._parses_added += len(entries)
             if self._parses_added > 1000:  # counting 100,000 rows after every edit would cost more than the edit
@@ -378,7 +374,7 @@ class Store:
                 stale = [(key,) for (key,) in db.execute("SELECT key FROM parsed_entries") if key not in keep]
                 db.executemany("DELETE FROM parsed_entries WHERE key = ?", stale)
                 db.executemany("DELETE FROM entry_bodies WHERE key > ? AND key < ?", [(f"{key}:", f"{key};") for (key,) in stale])
-        return {key: dataclasses.replace(entry, body=StoredBody(self, key, entry.digest), headings=()) for key, entry in entries.items()}
+        return {key: entry.with_body(StoredBody(self, key, entry.digest)) for key, entry in entries.items()}
 
     def body(self, key: str) -> tuple[str, tuple[Heading, ...]]:
         """Return a stored body's HTML and headings (the most recently used ones are kept in memory)."""

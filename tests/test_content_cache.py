@@ -264,3 +264,14 @@ def test_the_write_ahead_log_is_cut_back_after_a_big_load(state_dir, monkeypatch
     store._connection().execute("PRAGMA wal_checkpoint(PASSIVE)")  # as SQLite does after a commit past 1,000 pages
     store.remember("a setting", "a value")  # the next write starts the log again: at most the limit is kept
     assert wal.stat().st_size <= 256 * 1024
+
+
+def test_an_entry_with_another_body_is_the_entry_replace_would_make(content_dir):
+    import dataclasses
+
+    from feedsvc.models import _ENTRY_FIELDS
+
+    for entry in load_content(content_dir).entries:
+        copied, replaced = entry.with_body("<p>x</p>"), dataclasses.replace(entry, body="<p>x</p>", headings=())
+        assert [getattr(copied, name) for name in _ENTRY_FIELDS] == [getattr(replaced, name) for name in _ENTRY_FIELDS]
+        assert entry.body != "<p>x</p>"  # a copy: the entry keeps its own body
