@@ -223,7 +223,7 @@ def _report(figures: dict[str, float]) -> None:
             continue
         value = figures[name]
         unit = units.get(name, "s")
-        versus = f"{value / hugo:8.2f}x" if hugo and unit == "s" and "edit" not in name and "warm" not in name else ""
+        versus = f"{value / hugo:8.2f}x" if hugo and unit == "s" and not name.startswith(("edit", "warm")) else ""
         print(f"{name:<45} {value:>10.2f} {unit:<2}{versus:>9}   {goal}")
     for name in ("Hugo build", "25-entry start", "pages not found", "/feed.xml req/s", "25-entry /feed.xml req/s"):
         if name in figures:
