@@ -75,10 +75,10 @@ def _set_times(root: Path, name: str, moment: datetime | None) -> None:
     stamp = moment.timestamp()
     for file in (name, name + ".gz"):
         with contextlib.suppress(FileNotFoundError):
-            if os.stat(root / file).st_nlink > 1:  # shared with the served export: give this one its own inode
-                data = (root / file).read_bytes()
-                os.unlink(root / file)
-                (root / file).write_bytes(data)
+            if os.stat(root / file).st_nlink > 1:  # shared with the other export: give this one its own inode
+                pending = root / f"{file}.{os.getpid()}.new"  # renamed over it: the folder may be the served one
+                pending.write_bytes((root / file).read_bytes())
+                os.replace(pending, root / file)
             os.utime(root / file, (stamp, stamp))
 
 
@@ -249,9 +249,14 @@ def _replace(root: str, name: str, representation) -> None:
     """Replace a file of a served export (and its .gz twin) atomically: a reader gets the old bytes or the new ones."""
     for file, data in _twins(name, representation):
         pending = os.path.join(root, f"{file}.{os.getpid()}.new")
-        with open(pending, "wb") as out:
-            out.write(data)
-        os.replace(pending, os.path.join(root, file))
+        try:
+            with open(pending, "wb") as out:
+                out.write(data)
+            os.replace(pending, os.path.join(root, file))
+        except BaseException:  # disk full, killed: no half-written file stays beside the served ones
+            with contextlib.suppress(OSError):
+                os.unlink(pending)
+            raise
     if representation.gzip is None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(os.path.join(root, name + ".gz"))

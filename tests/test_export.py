@@ -451,5 +451,18 @@ def test_an_in_place_update_stopped_halfway_is_finished_by_the_next_build(tmp_pa
     with pytest.raises(OSError):
         _export(content_dir, tmp_path / "site", store)
     monkeypatch.setattr(feedsvc.export, "_replace", real_replace)
+    real_rename, renames = os.replace, []
+
+    def rename_then_fail(source, target):  # the disk fills up while a file is being replaced
+        renames.append(target)
+        if len(renames) == 2:
+            raise OSError(28, "No space left on device")
+        real_rename(source, target)
+
+    monkeypatch.setattr(feedsvc.export.os, "replace", rename_then_fail)
+    with pytest.raises(OSError):
+        _export(content_dir, tmp_path / "site", store)
+    monkeypatch.setattr(feedsvc.export.os, "replace", real_rename)
+    assert not list(Path(os.path.realpath(tmp_path / "site")).rglob("*.new"))  # nothing half-written left beside the files
     _export(content_dir, tmp_path / "site", store)  # the files the stopped build had replaced are known to be unknown
     _same_as_fresh(content_dir, tmp_path, store)
