@@ -18,7 +18,7 @@ import reprlib
 import stat
 import sys
 import uuid
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
@@ -576,8 +576,12 @@ def _file_problem(name: str, mode: int) -> Problem | None:
     return Problem(name, "file", f"is {what}, not a regular file; remove it (it is never opened)")
 
 
-def scan_folder(directory: Path) -> FolderScan:
+def scan_folder(directory: Path, known: Iterable[ContentFile] = ()) -> FolderScan:
     """List the site file and every entry file, sorted: the one list the loader and the watcher share.
+
+    ``known``: records of an earlier scan (or the last load's); a regular file that stat shows
+    unchanged keeps its record object instead of a new equal one, so a restart's scan does not
+    hold every record twice beside the kept load, and the loader finds changes by identity.
 
     Nothing is opened: a FIFO, device or socket with a content name is reported, never read. A
     symlink is followed only when its target stays inside the folder (a link out, say to /dev/zero
@@ -590,6 +594,7 @@ def scan_folder(directory: Path) -> FolderScan:
     files: list[ContentFile] = []
     problems: list[Problem] = []
     links: list[str] = []
+    earlier = {record.name: record for record in known}
     try:
         root = os.path.realpath(directory)
     except OSError as error:
@@ -597,34 +602,50 @@ def scan_folder(directory: Path) -> FolderScan:
     pending = [(os.fspath(directory), "")]
     while pending:
         folder, prefix = pending.pop()
+        shown = prefix.rstrip("/") or "."
         try:
-            with os.scandir(folder) as listing:
-                items = list(listing)
+            listing = os.scandir(folder)
         except OSError as error:
-            problems.append(Problem(prefix.rstrip("/") or ".", "folder", f"cannot be read ({error.strerror}); fix its permissions"))
+            problems.append(Problem(shown, "folder", f"cannot be read ({error.strerror}); fix its permissions"))
             continue
-        for item in items:
-            base = item.name
-            if base.startswith("."):
-                continue
-            name = prefix + base
-            try:
-                if item.is_dir(follow_symlinks=False):
-                    pending.append((item.path, name + "/"))
+        with listing:
+            for item in _one_at_a_time(listing, shown, problems):
+                base = item.name
+                if base.startswith("."):
                     continue
-                if not _is_content_name(name, base):
-                    continue
-                info = item.stat(follow_symlinks=False)
-                found = _content_file(root, name, item.path, info)
-            except OSError as error:  # deleted or renamed while we looked
-                found = Problem(name, "file", f"cannot be read ({error.strerror})")
-            if isinstance(found, ContentFile):
-                files.append(found)
-                if stat.S_ISLNK(info.st_mode):
-                    links.append(name)
-            elif found is not None:
-                problems.append(found)
+                name = prefix + base
+                try:
+                    if item.is_dir(follow_symlinks=False):
+                        pending.append((item.path, name + "/"))
+                        continue
+                    if not _is_content_name(name, base):
+                        continue
+                    info = item.stat(follow_symlinks=False)
+                    found = earlier.get(name)
+                    if (
+                        found is None
+                        or not stat.S_ISREG(info.st_mode)
+                        or (found.size, found.mtime_ns, found.path) != (info.st_size, info.st_mtime_ns, item.path)
+                    ):
+                        found = _content_file(root, name, item.path, info)
+                except OSError as error:  # deleted or renamed while we looked
+                    found = Problem(name, "file", f"cannot be read ({error.strerror})")
+                if isinstance(found, ContentFile):
+                    files.append(found)
+                    if stat.S_ISLNK(info.st_mode):
+                        links.append(name)
+                elif found is not None:
+                    problems.append(found)
     return _folder_scan(files, problems, links)
+
+
+def _one_at_a_time(listing: Iterator[os.DirEntry], shown: str, problems: list[Problem]) -> Iterator[os.DirEntry]:
+    """A folder's entries as the OS lists them, never all at once (a list of 100,000 left ~70 MB of fragments in
+    every worker); a failure to list the rest is the folder's problem, as a failure to open it is."""
+    try:
+        yield from listing
+    except OSError as error:
+        problems.append(Problem(shown, "folder", f"cannot be read ({error.strerror}); fix its permissions"))
 
 
 def _folder_scan(files: Iterable[ContentFile], problems: Iterable[Problem], links: Iterable[str]) -> FolderScan:

@@ -146,6 +146,12 @@ def test_a_rescan_of_the_paths_inotify_names_equals_a_full_scan(folder, change):
     else:
         changed = _events_of(folder, change)
     assert rescan_folder(folder, before, changed) == scan_folder(folder)
+    # a full scan given the records before keeps those of unchanged regular files, and finds the same
+    again = scan_folder(folder, before.files)
+    assert again == scan_folder(folder)
+    kept = {record.name for record in before.files if record.name not in before.links}
+    for record in again.files:
+        assert (record in before.files and record.name in kept) == any(record is earlier for earlier in before.files)
 
 
 def test_a_rescan_stats_only_the_named_paths_and_the_links(folder, monkeypatch):
@@ -167,7 +173,9 @@ def test_one_full_scan_serves_a_start_its_check_the_watcher_and_an_edit(content_
     """The start's build is checked against inotify events (no second scan), the watcher carries on from the same watch."""
     full_scans = []
     real_scan = publisher_module.scan_folder
-    monkeypatch.setattr(publisher_module, "scan_folder", lambda directory: full_scans.append(directory) or real_scan(directory))
+    monkeypatch.setattr(
+        publisher_module, "scan_folder", lambda directory, *known: full_scans.append(directory) or real_scan(directory, *known)
+    )
     publisher = Publisher(content_dir, store=Store(state_dir), watch_every=0.05)
     try:
         deadline = time.monotonic() + 10
@@ -264,3 +272,18 @@ def test_after_a_full_scan_that_finds_nothing_changed_an_edit_is_found_by_identi
         assert publisher.refresh(events)
     assert [file.name for file in quick_looks[-1]] == ["posts/new-faces-proteas-announce-test-debutants.md"]
     assert publisher.current.pages["/posts/new-faces-proteas-announce-test-debutants/"].title.startswith("Newer Faces")
+
+
+def test_a_restart_keeps_one_record_per_file(content_dir, state_dir):
+    """The scan at a start reuses the kept load's records of unchanged files: 100,000 records are held once, not twice."""
+    Publisher(content_dir, store=Store(state_dir)).stop()  # keeps its load in the state folder
+    edited = content_dir / "posts" / "new-faces-proteas-announce-test-debutants.md"
+    edited.write_text(edited.read_text().replace("New Faces", "Newer Faces"))
+    publisher = Publisher(content_dir, store=Store(state_dir))
+    try:
+        remembered = {name: record for name, (record, _, _) in publisher._parsed.files.items()}
+        shared = [record.name for record in publisher._scan.files if remembered.get(record.name) is record]
+        entry_files = [record.name for record in publisher._scan.files if record.name.endswith(".md")]
+        assert len(entry_files) > 5 and shared == entry_files  # the edited file's new record is the memo's too
+    finally:
+        publisher.stop()
