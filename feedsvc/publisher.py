@@ -302,10 +302,8 @@ class Publisher:
         changed = events.take() if events is not None else None
         if changed is None or self._scan is None:
             earlier, self._scan = self._scan, None  # a failed scan leaves nothing to update
-            # the records it has (the last scan's, or at a start the kept load's) are kept for unchanged files
-            scan = scan_folder(self.directory, earlier.files if earlier is not None else self._parsed.scanned)
-            # nothing changed: keep the records the last load shares (it finds changes by identity)
-            self._scan = earlier if scan == earlier else scan
+            # unchanged files keep the records the last scan (at a start, the kept load) has: the loader finds changes by identity
+            self._scan = scan_folder(self.directory, earlier.files if earlier is not None else self._parsed.scanned)
         else:
             self._scan = rescan_folder(self.directory, self._scan, changed)
         return self._scan

@@ -275,3 +275,20 @@ def test_an_entry_with_another_body_is_the_entry_replace_would_make(content_dir)
         copied, replaced = entry.with_body("<p>x</p>"), dataclasses.replace(entry, body="<p>x</p>", headings=())
         assert [getattr(copied, name) for name in _ENTRY_FIELDS] == [getattr(replaced, name) for name in _ENTRY_FIELDS]
         assert entry.body != "<p>x</p>"  # a copy: the entry keeps its own body
+
+
+def test_a_build_after_one_edit_starts_from_the_last_build_s_load(content_dir, state_dir, tmp_path, monkeypatch):
+    """`build` keeps its load in the state folder: the next build looks up only the edited file's parse, not every entry's."""
+    from feedsvc.__main__ import main
+
+    monkeypatch.setenv("FEEDSVC_STATE_DIR", str(state_dir))
+    looked_up: list[int] = []
+    real_lookup = Store.parsed_entries
+    monkeypatch.setattr(Store, "parsed_entries", lambda store, keys: looked_up.append(len(keys := list(keys))) or real_lookup(store, keys))
+    assert main(["build", str(tmp_path / "site"), "--content", str(content_dir)]) == 0
+    edited = content_dir / "posts" / "new-faces-proteas-announce-test-debutants.md"
+    edited.write_text(edited.read_text().replace("New Faces", "Newer Faces"))
+    looked_up.clear()
+    assert main(["build", str(tmp_path / "site"), "--content", str(content_dir)]) == 0
+    assert sum(looked_up) == 1
+    assert b"Newer Faces" in (tmp_path / "site" / "posts" / "new-faces-proteas-announce-test-debutants" / "index.html").read_bytes()
