@@ -152,11 +152,13 @@ def entry_path(slug: str) -> str:
 
 
 class StoredText(Protocol):
-    """A body kept elsewhere (the store), loaded when asked for: its HTML and its headings."""
+    """An entry's own texts kept elsewhere (the store), loaded when asked for: its body's HTML, its headings, its summary."""
 
     def html(self) -> str: ...
 
     def headings(self) -> tuple[Heading, ...]: ...
+
+    def summary(self) -> str: ...
 
 
 @dataclass(frozen=True, slots=True)  # slots: 100,000 entries without an instance dict each save ~45 MB per process
@@ -169,7 +171,10 @@ class Entry:
     published: datetime  # timezone-aware
     updated: datetime  # timezone-aware, >= published
     section: str
-    summary: str  # plain text, may be empty
+    # the plain-text summary (may be empty) until the body goes to the store, which keeps it with the body; then
+    # None (read it as ``summary``): only the entry's own page and feed items show it, and 100,000 summaries
+    # held by every worker took ~60 MB (one ellipsis makes a string take two bytes a character)
+    own_summary: str | None = field(compare=False)
     # the rendered Markdown (absolute URLs, may be empty): the text itself, or a reference whose
     # html() loads it, so that 100,000 bodies stay in the store instead of in every worker
     body: str | StoredText = field(compare=False)
@@ -203,12 +208,23 @@ class Entry:
             object.__setattr__(self, name, value)
 
     def with_body(self, body: str | StoredText, headings: tuple[Heading, ...] = ()) -> Entry:
-        """Return a copy with another body and headings, its other fields as they are (``replace`` would derive them again)."""
+        """Return a copy with another body and headings, its other fields as they are (``replace`` would derive them again).
+
+        A stored body brings the summary with it: the copy holds none of its own.
+        """
         copy = object.__new__(Entry)
         copy.__setstate__(self.__getstate__())
         object.__setattr__(copy, "body", body)
         object.__setattr__(copy, "headings", headings)
+        if not isinstance(body, str):
+            object.__setattr__(copy, "own_summary", None)
         return copy
+
+    @property
+    def summary(self) -> str:
+        """Return the entry's plain-text summary (may be empty)."""
+        own = self.own_summary
+        return own if own is not None else self.body.summary()
 
     @property
     def body_html(self) -> str:

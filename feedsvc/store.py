@@ -8,9 +8,9 @@ It remembers what must survive a restart and be the same in every process:
 - ``exported``: each file of the two static export folders: what it was made from (its input
   key), its ETag and mtime, so the next export keeps the files whose inputs did not change
   instead of rendering them, and removes those of documents that are gone;
-- ``file_digests``, ``parsed_entries`` and ``entry_bodies``: a cache of the loader's work (a file's
+- ``file_digests``, ``parsed_entries`` and ``entry_texts``: a cache of the loader's work (a file's
   digest by its name, size and mtime; a parsed entry by its file's digest and the site file's,
-  its rendered body and headings apart), so a restart or a second worker reads, parses and renders only files
+  its rendered body, headings and summary apart), so a restart or a second worker reads, parses and renders only files
   it has not seen, and no worker holds every body in memory.
 Every decision that several workers race for is one ``BEGIN IMMEDIATE`` transaction.
 """
@@ -46,7 +46,8 @@ CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS file_digests (name TEXT PRIMARY KEY, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, digest TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS parsed_entries (key TEXT PRIMARY KEY, entry BLOB NOT NULL);
 DROP TABLE IF EXISTS bodies;
-CREATE TABLE IF NOT EXISTS entry_bodies (key TEXT PRIMARY KEY, html TEXT NOT NULL, headings TEXT NOT NULL);
+DROP TABLE IF EXISTS entry_bodies;
+CREATE TABLE IF NOT EXISTS entry_texts (key TEXT PRIMARY KEY, html TEXT NOT NULL, headings TEXT NOT NULL, summary TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS exported (folder TEXT NOT NULL, path TEXT NOT NULL, key TEXT NOT NULL, etag TEXT NOT NULL,
                                      stamp INTEGER, PRIMARY KEY (folder, path));
 """
@@ -334,11 +335,10 @@ class Store:
             chunk = keys[start : start + _FEW]
             query = f"SELECT key, entry FROM parsed_entries WHERE key IN ({','.join('?' * len(chunk))})"
             for key, blob in db.execute(query, chunk):
+                key = sys.intern(key)  # the loader's own key object: its memo and the body reference share one string
                 entry = pickle.loads(blob)  # a new object, referenced by nothing else yet:
                 # its body is set in place (dataclasses.replace would run __init__ again: 1 s per 100,000)
                 object.__setattr__(entry, "body", StoredBody(self, key, entry.digest))
-                object.__setattr__(entry, "section", sys.intern(entry.section))  # a few sections, 100,000 entries
-                object.__setattr__(entry, "day", sys.intern(entry.day))  # a few thousand days
                 found[key] = entry
         return found
 
@@ -349,20 +349,27 @@ class Store:
 
         Returns the new entries with their bodies as references into the store.
         """
+        stored = {key: entry.with_body(StoredBody(self, key, entry.digest)) for key, entry in entries.items()}
         with self._transaction() as db:
             db.executemany("INSERT OR REPLACE INTO file_digests VALUES (?, ?, ?, ?)", [(n, *v) for n, v in files.items()])
             # a file parsed again (its pictures changed) leaves no body of its earlier parse behind
-            db.executemany("DELETE FROM entry_bodies WHERE key > ? AND key < ?", [(f"{key}:", f"{key};") for key in entries])
+            db.executemany("DELETE FROM entry_texts WHERE key > ? AND key < ?", [(f"{key}:", f"{key};") for key in entries])
             db.executemany(
-                "INSERT OR REPLACE INTO entry_bodies VALUES (?, ?, ?)",
+                "INSERT OR REPLACE INTO entry_texts VALUES (?, ?, ?, ?)",
                 [
-                    (_body_key(key, entry), entry.body_html, json.dumps([(h.level, h.anchor, h.text) for h in entry.headings]))
+                    (
+                        _body_key(key, entry),
+                        entry.body_html,
+                        json.dumps([(h.level, h.anchor, h.text) for h in entry.headings]),
+                        entry.summary,
+                    )
                     for key, entry in entries.items()
                 ],
             )
             db.executemany(
                 "INSERT OR REPLACE INTO parsed_entries VALUES (?, ?)",
-                [(key, pickle.dumps(entry.with_body(""), pickle.HIGHEST_PROTOCOL)) for key, entry in entries.items()],
+                # without the texts kept above (the summary went with the body: ``parsed_entries`` sets the reference)
+                [(key, pickle.dumps(entry.with_body(""), pickle.HIGHEST_PROTOCOL)) for key, entry in stored.items()],
             )
             self._parses_added += len(entries)
             if self._parses_added > 1000:  # counting 100,000 rows after every edit would cost more than the edit
@@ -373,18 +380,18 @@ class Store:
             if count > 3 * len(keep) + 1000:  # other versions' parses: a few are worth keeping, not all
                 stale = [(key,) for (key,) in db.execute("SELECT key FROM parsed_entries") if key not in keep]
                 db.executemany("DELETE FROM parsed_entries WHERE key = ?", stale)
-                db.executemany("DELETE FROM entry_bodies WHERE key > ? AND key < ?", [(f"{key}:", f"{key};") for (key,) in stale])
-        return {key: entry.with_body(StoredBody(self, key, entry.digest)) for key, entry in entries.items()}
+                db.executemany("DELETE FROM entry_texts WHERE key > ? AND key < ?", [(f"{key}:", f"{key};") for (key,) in stale])
+        return stored
 
-    def body(self, key: str) -> tuple[str, tuple[Heading, ...]]:
-        """Return a stored body's HTML and headings (the most recently used ones are kept in memory)."""
+    def body(self, key: str) -> tuple[str, tuple[Heading, ...], str]:
+        """Return a stored body's HTML, headings and summary (the most recently used ones are kept in memory)."""
         return self._recent_bodies(key)
 
-    def _load_body(self, key: str) -> tuple[str, tuple[Heading, ...]]:
-        row = self._connection().execute("SELECT html, headings FROM entry_bodies WHERE key = ?", (key,)).fetchone()
+    def _load_body(self, key: str) -> tuple[str, tuple[Heading, ...], str]:
+        row = self._connection().execute("SELECT html, headings, summary FROM entry_texts WHERE key = ?", (key,)).fetchone()
         if row is None:
             raise LookupError(f"body {key} is no longer in the store")
-        return row[0], tuple(Heading(*heading) for heading in json.loads(row[1]))
+        return row[0], tuple(Heading(*heading) for heading in json.loads(row[1])), row[2]
 
 
 class _SnapshotPickler(pickle.Pickler):
@@ -401,7 +408,7 @@ class _SnapshotUnpickler(pickle.Unpickler):
 
     def persistent_load(self, pid: tuple) -> StoredBody:
         _, parse_key, digest = pid
-        return StoredBody(self.store, parse_key, digest)
+        return StoredBody(self.store, parse_key, digest)  # the memo's key object, when it was one when pickled
 
 
 class StoredBody:
@@ -427,3 +434,6 @@ class StoredBody:
 
     def headings(self) -> tuple[Heading, ...]:
         return self.store.body(self.key)[1]
+
+    def summary(self) -> str:
+        return self.store.body(self.key)[2]

@@ -107,6 +107,45 @@ def test_with_a_store_bodies_stay_in_it_and_read_back_exactly(content_dir, state
         assert [e.body_html for e in stored.entries] == [e.body_html for e in plain.entries], attempt
 
 
+def test_with_a_store_summaries_stay_in_it_with_the_body_and_read_back_exactly(content_dir, state_dir):
+    import gc
+
+    plain = load_content(content_dir)
+    assert any(entry.summary for entry in plain.entries)
+    for attempt in ("first load", "restart"):
+        stored = load_content(content_dir, cache=Store(state_dir))
+        assert [e.summary for e in stored.entries] == [e.summary for e in plain.entries], attempt
+        for entry, held in zip(stored.entries, plain.entries, strict=True):
+            if held.summary:  # the worker holds no copy of it: the entry refers to no string equal to it
+                assert held.summary not in gc.get_referents(entry), (attempt, entry.source)
+
+
+def test_a_load_holds_one_string_per_file_name_parse_key_section_and_day(content_dir, state_dir, monkeypatch):
+    from feedsvc.content import LoadMemo
+    from feedsvc.publisher import keep_load, kept_load
+
+    store = Store(state_dir)
+    load_content(content_dir, cache=store)  # parsed, then stored
+    memo = LoadMemo()
+    load_content(content_dir, parsed=memo, cache=store)  # a restart: every entry read from the store
+    keep_load(store, memo, False)
+    for attempt, loaded in (("from the store's parses", memo), ("from the kept load", kept_load(store)[0])):
+        shared: dict[str, str] = {}
+        for name, (file, key, entry) in loaded.files.items():
+            assert entry.source is file.name is name, (attempt, name)
+            assert entry.body.parse_key is key, (attempt, name)
+            assert shared.setdefault(entry.section, entry.section) is entry.section, (attempt, name)
+            assert shared.setdefault(entry.day, entry.day) is entry.day, (attempt, name)
+    fresh = LoadMemo()  # parsed on two processes: the entries come back as copies
+    monkeypatch.setattr(feedsvc.content, "PARALLEL_FROM", 5)
+    load_content(content_dir, parsed=fresh, processes=2)
+    shared = {}
+    for name, (file, _, entry) in fresh.files.items():
+        assert entry.source is file.name is name
+        assert shared.setdefault(entry.section, entry.section) is entry.section
+        assert shared.setdefault(entry.day, entry.day) is entry.day
+
+
 MOVED = "posts/new-faces-proteas-announce-test-debutants.md"
 
 
