@@ -52,6 +52,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         notifier.on_new_version if notifier else None,
         clock=app.config["CLOCK"],
         watch_every=app.config["RELOAD_INTERVAL"] or None,
+        checked_scan=app.config.get("CHECKED_SCAN"),
     )
     app.extensions["feedsvc"] = publisher
     app.extensions["feedsvc.websub"] = notifier

@@ -20,7 +20,7 @@ from .markdown import shorten
 from .models import release
 from .nginx import static_site_config
 from .publication import Publication, build_publication
-from .publisher import fingerprint, keep_load, kept_load
+from .publisher import CHECKED_SCAN_VARIABLE, fingerprint, keep_load, kept_load
 from .store import StateError, Store, default_state_dir
 from .websub import HubNotifier
 
@@ -198,14 +198,14 @@ def granian_command(args: argparse.Namespace, max_connections: int) -> list[str]
 CHECKED_SETTING = "serve: content checked"
 
 
-def _check_key(directory: str, scan: FolderScan) -> str:
-    """What a check of the content depends on: the folder (which one, its files' names, sizes and mtimes) and the configuration.
+def _check_key(folder: str) -> str:
+    """What a check of the content depends on: the folder's ``fingerprint`` (which one, its files' names, sizes and mtimes) and the configuration.
 
     Made from the scan the check loads: a file changed after it has another mtime, so a key never
     describes bytes the check did not see.
     """
     config = {key: value for key, value in config_from_env().items() if key != "CLOCK"}
-    return hashlib.sha256(repr((fingerprint(Path(directory), scan), sorted(config.items()))).encode()).hexdigest()
+    return hashlib.sha256(repr((folder, sorted(config.items()))).encode()).hexdigest()
 
 
 def _checked_before(store: Store, key: str) -> dict | None:
@@ -239,7 +239,8 @@ def serve(args: argparse.Namespace) -> int:
         )
         return 1
     scan = scan_folder(Path(args.content))
-    key = _check_key(args.content, scan)
+    seen = fingerprint(Path(args.content), scan)
+    key = _check_key(seen)
     checked = _checked_before(store, key)
     if checked is not None:
         _say(f"{args.content}: unchanged since the last start's check (same files, sizes, times and settings)")
@@ -260,6 +261,8 @@ def serve(args: argparse.Namespace) -> int:
         f"feedsvc: serving {checked['entries']} entries on http://{args.host}:{args.port}/ with {args.workers} worker(s), "
         f"up to {max_connections} connections each, idle timeout {args.timeout:g} s, HTTP/2 {'on' if args.http2 else 'off'}"
     )
+    # the workers start from this look at every file when their kept load has the same (Publisher's checked_scan)
+    os.environ[CHECKED_SCAN_VARIABLE] = seen
     os.execv(sys.executable, granian_command(args, max_connections))
     return 0  # not reached
 

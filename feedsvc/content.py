@@ -975,7 +975,7 @@ class LoadMemo:
     drafts: tuple[Entry, ...] = ()
     fresh: int = 0  # files the last load did not take from the memo before it
     with_media: tuple[str, ...] = ()  # the files whose entries show images: checked when an image changes
-    scanned: tuple[ContentFile, ...] = ()  # the scan's records that load read (a rescan shares the unchanged ones)
+    scan: FolderScan = FolderScan((), ())  # the scan that load read (a rescan shares its unchanged records)
     images: dict[str, tuple[str, int, int]] | None = None  # the images of that scan, as MediaLibrary takes them
 
 
@@ -1044,7 +1044,7 @@ def _changed_entry_files(scan: FolderScan, memo: LoadMemo, remembered: Mapping, 
     have come, gone or been renamed (another count, another name at a place) or an image or the
     site file changed: then every file is looked at.
     """
-    before = memo.scanned
+    before = memo.scan.files
     if memo.images is None or len(before) != len(scan.files):
         return None
     pending = []
@@ -1236,7 +1236,7 @@ def load_content(
         _check_unique([entry for _, _, entry in this_load.values()], problems)
     if parsed is not None:  # what the next load starts from, a failed one too: fixing a typo re-parses one file
         parsed.site_digest, parsed.files, parsed.newest_first, parsed.fresh = site_digest, this_load, None, len(pending)
-        parsed.scanned, parsed.images = scan.files, images
+        parsed.scan, parsed.images = scan, images
         if remembered and len(pending) < 1000:  # the entries showing images: the last load's, with the pending ones' changes
             with_media = set(memo.with_media) - pending_names
             with_media.update(name for name in pending_names if name in this_load and this_load[name][2].media)

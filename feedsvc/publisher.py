@@ -39,6 +39,8 @@ FULL_CHECK_SECONDS = 600
 WATCH_STALL_SECONDS = 60
 HEALTH_PROBLEMS_SHOWN = 20  # /healthz lists this many problems (each of bounded length) and counts the rest
 SNAPSHOT_STALE_FILES = 1000  # a start that parsed or read more files than this keeps its load for the next one
+# `serve` puts the fingerprint of its check's scan here for its workers (``Publisher``'s ``checked_scan``)
+CHECKED_SCAN_VARIABLE = "FEEDSVC_CHECKED_SCAN"
 _STALE_RETRIES = 20  # a folder that keeps changing while we build: give up for now, the watcher calls again
 
 
@@ -180,7 +182,10 @@ def _open_watch(directory: Path, strict: bool = False) -> tuple[RustNotify, Fold
 def kept_load(store: Store | None) -> tuple[LoadMemo, bool]:
     """Return the last whole load the store kept (or an empty memo) and whether there was one."""
     snapshot = store.load_snapshot() if store is not None else None
-    return (snapshot, True) if isinstance(snapshot, LoadMemo) else (LoadMemo(), False)
+    if not isinstance(snapshot, LoadMemo):
+        return LoadMemo(), False
+    gc.freeze()  # long-lived like the publication (``_settle_heap``): the start's collection need not walk its million objects
+    return snapshot, True
 
 
 def keep_load(store: Store | None, memo: LoadMemo, kept: bool) -> None:
@@ -201,8 +206,15 @@ class Publisher:
         on_new_version: Callable[[Publication], None] | None = None,
         clock: Callable[[], float] = time.time,
         watch_every: float | None = None,
+        checked_scan: str | None = None,
     ):
-        """Load and build the folder (raises ContentError); with ``watch_every`` s, follow it from then on (``watch``)."""
+        """Load and build the folder (raises ContentError); with ``watch_every`` s, follow it from then on (``watch``).
+
+        ``checked_scan``: the ``fingerprint`` of a look at every file made just before this process
+        started (``serve``'s check). When the kept load's scan has it, the start takes that scan
+        instead of looking at every file again (100,000 files: ~1.5 s) and the watcher's first look,
+        once serving, covers every file.
+        """
         self.directory = Path(directory)
         self.clock = clock  # when scheduled entries go live (tests inject one)
         self._loaded: Content | None = None  # the last load that built, scheduled entries included
@@ -213,6 +225,8 @@ class Publisher:
         # the last load, reused for unchanged files: at a start, the one the store kept (a restart reads no entry one by one)
         self._parsed, kept = kept_load(store)
         self._scan: FolderScan | None = None  # the last look at the folder, which the watcher's events update
+        self._checked_scan = checked_scan
+        self._looked_at_everything = True  # False while the folder is known only from the check's look
         self._lock = threading.Lock()  # one reload at a time
         self._stop = threading.Event()
         self.error: ContentError | None = None
@@ -300,10 +314,14 @@ class Publisher:
     def _look(self, events: FolderEvents | None) -> FolderScan:
         """Scan the folder: only the paths the watcher's events named, when it has them and a scan to update."""
         changed = events.take() if events is not None else None
-        if changed is None or self._scan is None:
+        checked, self._checked_scan = self._checked_scan, None  # good for the start's first look only
+        if self._scan is None and checked is not None and fingerprint(self.directory, self._parsed.scan) == checked:
+            self._scan, self._looked_at_everything = self._parsed.scan, False  # the files as the check saw them
+        elif changed is None or self._scan is None:
             earlier, self._scan = self._scan, None  # a failed scan leaves nothing to update
             # unchanged files keep the records the last scan (at a start, the kept load) has: the loader finds changes by identity
-            self._scan = scan_folder(self.directory, earlier.files if earlier is not None else self._parsed.scanned)
+            self._scan = scan_folder(self.directory, earlier.files if earlier is not None else self._parsed.scan.files)
+            self._looked_at_everything = True
         else:
             self._scan = rescan_folder(self.directory, self._scan, changed)
         return self._scan
@@ -410,6 +428,8 @@ class Publisher:
             started = handed_over.pop() if handed_over else None
             # the folder the path names now: inotify watches inodes, and a linked root's subfolders are not walked
             notify, events, identity = started or _open_watch(self.directory, strict=True)
+            if not self._looked_at_everything:
+                events.everything()  # edits made between the check's look and the start's watch: look at every file
             with notify:
                 self.watch_error = None
                 self.refresh(events)  # what changed since the start's look (a new watch: everything)

@@ -1,14 +1,17 @@
 """The WSGI entry point for production servers: ``feedsvc.wsgi:app`` (configured by FEEDSVC_*)."""
 
 import logging
+import os
 
 from . import create_app
+from .publisher import CHECKED_SCAN_VARIABLE
 
 if not logging.getLogger().handlers:  # the server configured nothing: reloads and content problems go to stderr
     logging.basicConfig(level=logging.INFO, format="%(asctime)s [%(process)d] %(levelname)s %(name)s: %(message)s")
     logging.getLogger("watchfiles").setLevel(logging.WARNING)  # it reports every file event at INFO
 logging.raiseExceptions = False  # a full or closed stderr drops log lines; it never disturbs serving
 
-flask_app = create_app({"DEBUG": False})  # never the debugger in production, whatever FLASK_DEBUG says
+# never the debugger in production, whatever FLASK_DEBUG says; `serve` tells its workers what its check just saw
+flask_app = create_app({"DEBUG": False, "CHECKED_SCAN": os.environ.get(CHECKED_SCAN_VARIABLE)})
 # The server calls the fast path directly: Flask.__call__ would only forward to it.
 app = flask_app.wsgi_app

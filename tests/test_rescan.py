@@ -287,3 +287,46 @@ def test_a_restart_keeps_one_record_per_file(content_dir, state_dir):
         assert len(entry_files) > 5 and shared == entry_files  # the edited file's new record is the memo's too
     finally:
         publisher.stop()
+
+
+def _counting_full_scans(monkeypatch) -> list[Path]:
+    full_scans: list[Path] = []
+    real_scan = publisher_module.scan_folder
+    monkeypatch.setattr(
+        publisher_module, "scan_folder", lambda directory, *known: full_scans.append(directory) or real_scan(directory, *known)
+    )
+    return full_scans
+
+
+def test_a_worker_starts_from_the_look_serve_s_check_just_made_and_the_watcher_then_looks_at_every_file(
+    content_dir, state_dir, monkeypatch
+):
+    """`serve` looks at every file for its check; a worker whose kept load has that very look takes it instead of a second one.
+
+    What changed between that look and the worker's watch sent no event the worker saw: the watcher's first look covers every file.
+    """
+    Publisher(content_dir, store=Store(state_dir)).stop()  # keeps its load (and that load's scan) in the state folder
+    checked = publisher_module.fingerprint(content_dir, scan_folder(content_dir))  # what serve's check saw
+    edited = content_dir / "posts" / "new-faces-proteas-announce-test-debutants.md"
+    edited.write_text(edited.read_text().replace("New Faces", "Newer Faces"))  # saved after the check, before the worker watched
+    full_scans = _counting_full_scans(monkeypatch)
+    publisher = Publisher(content_dir, store=Store(state_dir), watch_every=0.05, checked_scan=checked)
+    try:
+        deadline = time.monotonic() + 10
+        while not any(entry.title.startswith("Newer Faces") for entry in publisher.current.content.entries):
+            assert time.monotonic() < deadline, "the edit made before the watch started was never published"
+            time.sleep(0.02)
+        assert len(full_scans) == 1  # the watcher's, none at the start
+    finally:
+        publisher.stop()
+
+
+def test_a_worker_whose_kept_load_is_not_what_the_check_saw_looks_at_every_file(content_dir, state_dir, monkeypatch):
+    Publisher(content_dir, store=Store(state_dir)).stop()
+    edited = content_dir / "posts" / "new-faces-proteas-announce-test-debutants.md"
+    edited.write_text(edited.read_text().replace("New Faces", "Newer Faces"))  # saved before the check
+    checked = publisher_module.fingerprint(content_dir, scan_folder(content_dir))
+    full_scans = _counting_full_scans(monkeypatch)
+    publisher = Publisher(content_dir, store=Store(state_dir), checked_scan=checked)
+    assert len(full_scans) == 1  # the start's own look: the kept one is older than the check's
+    assert any(entry.title.startswith("Newer Faces") for entry in publisher.current.content.entries)
