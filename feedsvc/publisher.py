@@ -15,7 +15,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import replace
+from dataclasses import fields, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -179,10 +179,13 @@ def _open_watch(directory: Path, strict: bool = False) -> tuple[RustNotify, Fold
     return notify, FolderEvents(notify, root), identity
 
 
+_MEMO_FIELDS = {memo_field.name for memo_field in fields(LoadMemo)}
+
+
 def kept_load(store: Store | None) -> tuple[LoadMemo, bool]:
     """Return the last whole load the store kept (or an empty memo) and whether there was one."""
     snapshot = store.load_snapshot() if store is not None else None
-    if not isinstance(snapshot, LoadMemo):
+    if not isinstance(snapshot, LoadMemo) or vars(snapshot).keys() != _MEMO_FIELDS:  # other code's memo: start without it
         return LoadMemo(), False
     gc.freeze()  # long-lived like the publication (``_settle_heap``): the start's collection need not walk its million objects
     return snapshot, True

@@ -263,6 +263,21 @@ def test_a_damaged_or_foreign_snapshot_is_ignored(content_dir, state_dir):
         assert Publisher(content_dir, store=Store(state_dir)).current.content == load_content(content_dir)
 
 
+def test_a_snapshot_of_another_version_s_memo_is_ignored(content_dir, state_dir):
+    """A memo pickled by code whose LoadMemo had other fields would unpickle with class defaults for the missing ones."""
+    from feedsvc.content import LoadMemo
+    from feedsvc.publisher import kept_load
+
+    store = Store(state_dir)
+    memo = LoadMemo()
+    load_content(content_dir, parsed=memo, cache=store)
+    store.save_snapshot(memo)
+    assert kept_load(store)[1]
+    vars(memo)["scanned"] = vars(memo).pop("scan").files  # the layout before the memo kept its whole scan
+    store.save_snapshot(memo)
+    assert kept_load(store) == (LoadMemo(), False)
+
+
 def test_the_store_forgets_old_parses_once_they_outnumber_the_current_ones_counting_every_thousand(state_dir):
     """The state folder stays bounded; counting its parses after every edit would cost a 100,000-entry reload more than the edit."""
     from datetime import UTC, datetime
