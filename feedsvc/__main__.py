@@ -20,7 +20,7 @@ from .markdown import shorten
 from .models import release
 from .nginx import static_site_config
 from .publication import Publication, build_publication
-from .publisher import CHECKED_SCAN_VARIABLE, fingerprint, keep_load, kept_load
+from .publisher import CHECKED_SCAN_VARIABLE, checked_scan_note, fingerprint, keep_load, kept_load
 from .store import StateError, Store, default_state_dir
 from .websub import HubNotifier
 
@@ -262,7 +262,7 @@ def serve(args: argparse.Namespace) -> int:
         f"up to {max_connections} connections each, idle timeout {args.timeout:g} s, HTTP/2 {'on' if args.http2 else 'off'}"
     )
     # the workers start from this look at every file when their kept load has the same (Publisher's checked_scan)
-    os.environ[CHECKED_SCAN_VARIABLE] = seen
+    os.environ[CHECKED_SCAN_VARIABLE] = checked_scan_note(seen)
     os.execv(sys.executable, granian_command(args, max_connections))
     return 0  # not reached
 

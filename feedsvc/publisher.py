@@ -39,8 +39,11 @@ FULL_CHECK_SECONDS = 600
 WATCH_STALL_SECONDS = 60
 HEALTH_PROBLEMS_SHOWN = 20  # /healthz lists this many problems (each of bounded length) and counts the rest
 SNAPSHOT_STALE_FILES = 1000  # a start that parsed or read more files than this keeps its load for the next one
-# `serve` puts the fingerprint of its check's scan here for its workers (``Publisher``'s ``checked_scan``)
+# `serve` puts the fingerprint of its check's scan here for its workers (``Publisher``'s ``checked_scan``),
+# with when it looked: a worker started later than CHECKED_SCAN_SECONDS after that (granian respawning
+# one that crashed, hours later) looks at every file itself, since the folder may have changed since
 CHECKED_SCAN_VARIABLE = "FEEDSVC_CHECKED_SCAN"
+CHECKED_SCAN_SECONDS = 60
 _STALE_RETRIES = 20  # a folder that keeps changing while we build: give up for now, the watcher calls again
 
 
@@ -177,6 +180,21 @@ def _open_watch(directory: Path, strict: bool = False) -> tuple[RustNotify, Fold
             raise
         return None
     return notify, FolderEvents(notify, root), identity
+
+
+def checked_scan_note(folder_fingerprint: str) -> str:
+    """What `serve` hands its workers (CHECKED_SCAN_VARIABLE): its check's folder fingerprint, and the time of that look."""
+    return f"{folder_fingerprint} {time.time():.3f}"
+
+
+def recent_checked_scan(note: str | None) -> str | None:
+    """Return the fingerprint a ``checked_scan_note`` holds if that look is recent enough for a worker's start to rely on."""
+    folder_fingerprint, _, looked = (note or "").partition(" ")
+    try:
+        age = time.time() - float(looked)
+    except ValueError:
+        return None
+    return folder_fingerprint if folder_fingerprint and 0 <= age <= CHECKED_SCAN_SECONDS else None
 
 
 _MEMO_FIELDS = {memo_field.name for memo_field in fields(LoadMemo)}

@@ -4,7 +4,7 @@ import logging
 import os
 
 from . import create_app
-from .publisher import CHECKED_SCAN_VARIABLE
+from .publisher import CHECKED_SCAN_VARIABLE, recent_checked_scan
 
 if not logging.getLogger().handlers:  # the server configured nothing: reloads and content problems go to stderr
     logging.basicConfig(level=logging.INFO, format="%(asctime)s [%(process)d] %(levelname)s %(name)s: %(message)s")
@@ -12,6 +12,6 @@ if not logging.getLogger().handlers:  # the server configured nothing: reloads a
 logging.raiseExceptions = False  # a full or closed stderr drops log lines; it never disturbs serving
 
 # never the debugger in production, whatever FLASK_DEBUG says; `serve` tells its workers what its check just saw
-flask_app = create_app({"DEBUG": False, "CHECKED_SCAN": os.environ.get(CHECKED_SCAN_VARIABLE)})
+flask_app = create_app({"DEBUG": False, "CHECKED_SCAN": recent_checked_scan(os.environ.get(CHECKED_SCAN_VARIABLE))})
 # The server calls the fast path directly: Flask.__call__ would only forward to it.
 app = flask_app.wsgi_app

@@ -330,3 +330,14 @@ def test_a_worker_whose_kept_load_is_not_what_the_check_saw_looks_at_every_file(
     publisher = Publisher(content_dir, store=Store(state_dir), checked_scan=checked)
     assert len(full_scans) == 1  # the start's own look: the kept one is older than the check's
     assert any(entry.title.startswith("Newer Faces") for entry in publisher.current.content.entries)
+
+
+def test_only_a_worker_started_soon_after_serve_s_check_relies_on_its_look(monkeypatch):
+    """granian respawns a crashed worker with the same environment, maybe hours later: by then the folder may have changed."""
+    note = publisher_module.checked_scan_note("f1ngerpr1nt")
+    assert publisher_module.recent_checked_scan(note) == "f1ngerpr1nt"
+    later = time.time() + publisher_module.CHECKED_SCAN_SECONDS + 1
+    monkeypatch.setattr(publisher_module.time, "time", lambda: later)
+    assert publisher_module.recent_checked_scan(note) is None
+    for garbage in (None, "", "f1ngerpr1nt", "f1ngerpr1nt soon", f" {later}"):
+        assert publisher_module.recent_checked_scan(garbage) is None
