@@ -184,7 +184,7 @@ def _open_watch(directory: Path, strict: bool = False) -> tuple[RustNotify, Fold
 
 def checked_scan_note(folder_fingerprint: str) -> str:
     """What `serve` hands its workers (CHECKED_SCAN_VARIABLE): its check's folder fingerprint, and the time of that look."""
-    return f"{folder_fingerprint} {time.time():.3f}"
+    return f"{folder_fingerprint} {time.time()!r}"  # exactly: a time rounded up would be in the future
 
 
 def recent_checked_scan(note: str | None) -> str | None:
