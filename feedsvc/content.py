@@ -1022,6 +1022,57 @@ def _place_of(entries: tuple[Entry, ...], entry: Entry) -> int:
 _KEY_OF = operator.itemgetter(1)  # a memo item's parse key
 
 
+def _sorted_out(
+    scan: FolderScan, remembered: Mapping[str, tuple[ContentFile, str, Entry]], size_limit: int
+) -> tuple[list[ContentFile], dict[str, tuple[str, int, int]], list[ContentFile]]:
+    """Sort the scan's files out: the entry files in order, the images (as MediaLibrary takes them), and the entry
+    files the last load (``remembered``) did not see as they are now."""
+    files, images, pending = [], {}, []
+    for file in scan.files:  # the scanner listed content files only: an entry, an image or the site file
+        name = file.name
+        if not name.endswith(ENTRY_SUFFIX):
+            if name != SITE_FILE:
+                images[name] = (file.path, file.size, file.mtime_ns)
+            continue
+        files.append(file)
+        prior = remembered.get(name)
+        if prior is None or (prior[0] is not file and prior[0] != file) or file.size > size_limit:
+            pending.append(file)
+    return files, images, pending
+
+
+def _with_changed_images(
+    showing_images: Iterable[str], remembered: Mapping[str, tuple[ContentFile, str, Entry]], pending: set[str], library: MediaLibrary
+) -> list[ContentFile]:
+    """Return the files of entries taken from the last load whose images changed since (parsed again); tell
+    ``library`` the images the others show, as they are."""
+    stale = []
+    for name in showing_images:
+        if name in remembered and name not in pending:
+            file, _, entry = remembered[name]
+            if all(library.current(media) for media in entry.media):
+                library.known.update((media.name, media) for media in entry.media)
+            else:
+                stale.append(file)
+    return stale
+
+
+def _swapped_in(
+    entries: tuple[Entry, ...], drafts: tuple[Entry, ...], edits: Iterable[tuple[Entry, Entry]]
+) -> tuple[tuple[Entry, ...], tuple[Entry, ...]]:
+    """Return the published entries and drafts with each edited entry (before, after) where its earlier self was.
+
+    Only for edits that keep an entry's id, slug, date and draft flag (``_same_place``): the order holds.
+    """
+    for before, after in edits:
+        if after.draft:
+            drafts = tuple(after if entry is before else entry for entry in drafts)
+        else:
+            at = _place_of(entries, before)
+            entries = (*entries[:at], after, *entries[at + 1 :])
+    return entries, drafts
+
+
 def _with_shared_strings(entry: Entry, file: ContentFile) -> Entry:
     """Return a new entry (parsed in another process, or read from the store) sharing strings with the rest of the load.
 
@@ -1103,27 +1154,10 @@ def load_content(
     if pending is not None:
         images = memo.images
     else:
-        files, images, pending = [], {}, []
-        for file in scan.files:  # the scanner listed content files only: an entry, an image or the site file
-            name = file.name
-            if not name.endswith(ENTRY_SUFFIX):
-                if name != SITE_FILE:
-                    images[name] = (file.path, file.size, file.mtime_ns)
-                continue
-            files.append(file)
-            prior = remembered.get(name)
-            if prior is None or (prior[0] is not file and prior[0] != file) or file.size > site.max_file_size:
-                pending.append(file)
+        files, images, pending = _sorted_out(scan, remembered, site.max_file_size)
     pending_names = {file.name for file in pending}
     library = MediaLibrary(images)
-    stale = []  # entries taken from the last load whose images changed since: parsed again
-    for name in memo.with_media if remembered else ():
-        if name in remembered and name not in pending_names:
-            file, key, entry = remembered[name]
-            if all(library.current(media) for media in entry.media):
-                library.known.update((media.name, media) for media in entry.media)
-            else:
-                stale.append(file)
+    stale = _with_changed_images(memo.with_media if remembered else (), remembered, pending_names, library)
     keys: dict[str, str] = {file.name: remembered[file.name][1] for file in stale}  # name -> parse key, of each pending file
     found: dict[str, Entry] = {}  # parse key -> entry, parsed before
     pending += stale
@@ -1246,14 +1280,7 @@ def load_content(
     if problems:
         raise ContentError(problems)
     if in_place:  # swap the edited entries in where the last load had them
-        entries, drafts = previous_order, memo.drafts
-        for name in edited:
-            before, after = remembered[name][2], this_load[name][2]
-            if after.draft:
-                drafts = tuple(after if entry is before else entry for entry in drafts)
-            else:
-                at = _place_of(entries, before)
-                entries = (*entries[:at], after, *entries[at + 1 :])
+        entries, drafts = _swapped_in(previous_order, memo.drafts, [(remembered[name][2], this_load[name][2]) for name in edited])
     else:
         entries = sort_newest_first(entry for _, _, entry in this_load.values() if not entry.draft)
         drafts = tuple(entry for _, _, entry in this_load.values() if entry.draft)
