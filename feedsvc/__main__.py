@@ -198,14 +198,14 @@ def granian_command(args: argparse.Namespace, max_connections: int) -> list[str]
 CHECKED_SETTING = "serve: content checked"
 
 
-def _check_key(folder: str) -> str:
+def _check_key(folder_fingerprint: str) -> str:
     """What a check of the content depends on: the folder's ``fingerprint`` (which one, its files' names, sizes and mtimes) and the configuration.
 
     Made from the scan the check loads: a file changed after it has another mtime, so a key never
     describes bytes the check did not see.
     """
     config = {key: value for key, value in config_from_env().items() if key != "CLOCK"}
-    return hashlib.sha256(repr((folder, sorted(config.items()))).encode()).hexdigest()
+    return hashlib.sha256(repr((folder_fingerprint, sorted(config.items()))).encode()).hexdigest()
 
 
 def _checked_before(store: Store, key: str) -> dict | None:

@@ -1022,6 +1022,12 @@ def _place_of(entries: tuple[Entry, ...], entry: Entry) -> int:
 _KEY_OF = operator.itemgetter(1)  # a memo item's parse key
 
 
+def _unseen(file: ContentFile, remembered: Mapping[str, tuple[ContentFile, str, Entry]], size_limit: int) -> bool:
+    """Tell whether the last load (``remembered``) did not see ``file`` as it is now, or it is too large to take as it was."""
+    prior = remembered.get(file.name)
+    return prior is None or (prior[0] is not file and prior[0] != file) or file.size > size_limit
+
+
 def _sorted_out(
     scan: FolderScan, remembered: Mapping[str, tuple[ContentFile, str, Entry]], size_limit: int
 ) -> tuple[list[ContentFile], dict[str, tuple[str, int, int]], list[ContentFile]]:
@@ -1035,8 +1041,7 @@ def _sorted_out(
                 images[name] = (file.path, file.size, file.mtime_ns)
             continue
         files.append(file)
-        prior = remembered.get(name)
-        if prior is None or (prior[0] is not file and prior[0] != file) or file.size > size_limit:
+        if _unseen(file, remembered, size_limit):
             pending.append(file)
     return files, images, pending
 
@@ -1074,7 +1079,7 @@ def _swapped_in(
 
 
 def _with_shared_strings(entry: Entry, file: ContentFile) -> Entry:
-    """Return a new entry (parsed in another process, or read from the store) sharing strings with the rest of the load.
+    """Make a new entry (parsed in another process, or read from the store) share strings with the rest of the load; return it.
 
     Its file name is the scan's string object, its section and day the ones every entry of that
     section and day shares: 100,000 entries held by every worker save ~18 MB.
@@ -1103,8 +1108,7 @@ def _changed_entry_files(scan: FolderScan, memo: LoadMemo, remembered: Mapping, 
         file = scan.files[at]
         if file.name != before[at].name or not file.name.endswith(ENTRY_SUFFIX):
             return None
-        prior = remembered.get(file.name)
-        if prior is None or prior[0] != file or file.size > size_limit:
+        if _unseen(file, remembered, size_limit):
             pending.append(file)
     return pending
 

@@ -338,6 +338,7 @@ class Publisher:
         checked, self._checked_scan = self._checked_scan, None  # good for the start's first look only
         if self._scan is None and checked is not None and fingerprint(self.directory, self._parsed.scan) == checked:
             self._scan, self._looked_at_everything = self._parsed.scan, False  # the files as the check saw them
+            log.info("starting from the look serve's check made at every file; the watcher looks again once serving")
         elif changed is None or self._scan is None:
             earlier, self._scan = self._scan, None  # a failed scan leaves nothing to update
             # unchanged files keep the records the last scan (at a start, the kept load) has: the loader finds changes by identity

@@ -171,6 +171,8 @@ def test_a_restart_on_unchanged_content_skips_the_check_and_a_changed_folder_is_
         log = sorted(tmp_path.glob("serve-*.log"), key=lambda path: path.stat().st_mtime)[-1].read_text()
         assert ("unchanged since the last start's check" in log) == (attempt == "restart"), (attempt, log)
         assert "serving 11 entries" in log
+        # the worker took the check's look at every file (the kept load has it) instead of a second one
+        assert "starting from the look serve's check made at every file" in log, (attempt, log)
     write_entry(content_dir, "broken.md", "title: no id")  # the folder changed: checked again, and refused
     result = subprocess.run(
         [sys.executable, "-m", "feedsvc", "serve", "--port", "1", "--content", str(content_dir)],
