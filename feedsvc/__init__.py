@@ -20,7 +20,8 @@ Glossary (one word per concept):
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 from flask import Flask
@@ -28,8 +29,9 @@ from flask import Flask
 from . import views
 from .config import DEFAULTS, config_from_env, site_overrides
 from .fastpath import FastPath
-from .publisher import Publisher
+from .publisher import Publisher, hot_set_key
 from .store import Store, default_state_dir
+from .warmstart import WarmStart, usable_hot_set
 from .websub import HubNotifier
 
 
@@ -44,22 +46,34 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     hub_url = app.config["HUB_URL"]
     store = Store(app.config["STATE_DIR"] or default_state_dir(app.config["CONTENT_DIR"]), clock=app.config["CLOCK"])
     notifier = HubNotifier(hub_url, store) if hub_url else None
-    publisher = Publisher(
-        app.config["CONTENT_DIR"],
-        site_overrides(app.config),
-        hub_url,
-        store,
-        notifier.on_new_version if notifier else None,
-        clock=app.config["CLOCK"],
-        watch_every=app.config["RELOAD_INTERVAL"] or None,
-        checked_scan=app.config.get("CHECKED_SCAN"),
-    )
-    app.extensions["feedsvc"] = publisher
     app.extensions["feedsvc.websub"] = notifier
-
     app.register_blueprint(views.bp)
     app.register_error_handler(404, views.not_found)
     app.register_error_handler(500, views.server_error)
-    if app.config["FAST_PATH"]:
-        app.wsgi_app = FastPath(app.wsgi_app, publisher)
+    key = hot_set_key(app.config)
+    flask_wsgi = app.wsgi_app
+
+    def start() -> Callable:
+        publisher = Publisher(
+            app.config["CONTENT_DIR"],
+            site_overrides(app.config),
+            hub_url,
+            store,
+            notifier.on_new_version if notifier else None,
+            clock=app.config["CLOCK"],
+            watch_every=app.config["RELOAD_INTERVAL"] or None,
+            checked_scan=app.config.get("CHECKED_SCAN"),
+            hot_set_key=key,
+        )
+        app.extensions["feedsvc"] = publisher
+        return FastPath(flask_wsgi, publisher) if app.config["FAST_PATH"] else flask_wsgi
+
+    # `serve` restarted on a kept hot set: answer with it while the publisher starts (warmstart.py)
+    hot = usable_hot_set(store, key, app.config["CLOCK"]) if app.config.get("WARM_START") == key else None
+    if hot is None:
+        app.wsgi_app = start()
+    else:
+        if notifier is not None:
+            notifier.serves(hot.version, hot.topics)
+        app.extensions["feedsvc.start"] = app.wsgi_app = WarmStart(hot, start, Path(app.config["CONTENT_DIR"]))
     return app

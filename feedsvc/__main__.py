@@ -13,14 +13,22 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from .config import ConfigError, config_from_env, site_overrides
+from .config import DEFAULTS, ConfigError, config_from_env, site_overrides
 from .content import SITE_DEFAULTS, ContentError, FolderScan, Problem, load_content, scan_folder
 from .export import export_publication
 from .markdown import shorten
 from .models import release
 from .nginx import static_site_config
 from .publication import Publication, build_publication
-from .publisher import CHECKED_SCAN_VARIABLE, checked_scan_note, fingerprint, keep_load, kept_load
+from .publisher import (
+    CHECKED_SCAN_VARIABLE,
+    WARM_START_VARIABLE,
+    fingerprint,
+    handover_note,
+    hot_set_key,
+    keep_load,
+    kept_load,
+)
 from .store import StateError, Store, default_state_dir
 from .websub import HubNotifier
 
@@ -219,6 +227,55 @@ def _checked_before(store: Store, key: str) -> dict | None:
     return checked if checked is not None and checked.get("key") == key else None
 
 
+def _base_url_for(port: int) -> str:
+    """The public URL of a site whose site file names none, served on ``port`` of this machine."""
+    return f"http://127.0.0.1:{port}"
+
+
+def _warm_start(store: Store, port: int) -> dict | None:
+    """What the last check found, when the workers may start on the hot set the last run kept (None: check the folder).
+
+    A restart then answers at once with the documents it served before and looks at every file in
+    the workers, in the background: an edit made while it was down is published like any edit,
+    and one that broke a file leaves the last good version served and named in /healthz (a typo
+    never keeps the site down). Only a start with no hot set, other code or other settings, or a
+    scheduled entry due since, checks the folder first (and refuses invalid content).
+    """
+    remembered, note = store.setting(CHECKED_SETTING), store.hot_set_note()
+    if remembered is None or note is None:
+        return None
+    checked = json.loads(remembered)
+    due = note.get("next_release")
+    if due is not None and datetime.now(UTC) >= datetime.fromisoformat(due):
+        return None
+    config = {**DEFAULTS, **config_from_env()}
+    if checked["default_base_url"] and port != 8000:  # what serve sets below, and its workers render with
+        config["BASE_URL"] = _base_url_for(port)
+    key = hot_set_key(config)
+    return {"entries": note["entries"], "default_base_url": checked["default_base_url"], "hot_set": key} if note["key"] == key else None
+
+
+def _check(store: Store, content: str) -> tuple[dict | None, str]:
+    """Check the folder unless it is as the last start's check saw it: what it holds (None: invalid), and the scan's fingerprint."""
+    scan = scan_folder(Path(content))
+    seen = fingerprint(Path(content), scan)
+    key = _check_key(seen)
+    checked = _checked_before(store, key)
+    if checked is not None:
+        _say(f"{content}: unchanged since the last start's check (same files, sizes, times and settings)")
+        return checked, seen
+    # parsed on every core into the store, where the workers find it: they start without parsing
+    publication = _load(content, render_all=False, cache=store, scan=scan)  # the workers render the rest on request
+    if publication is None:
+        return None, seen
+    checked = {
+        "entries": len(publication.content.entries),
+        "default_base_url": publication.content.site.base_url == SITE_DEFAULTS["base_url"],
+    }
+    store.remember(CHECKED_SETTING, json.dumps({"key": key, **checked}))
+    return checked, seen
+
+
 def serve(args: argparse.Namespace) -> int:
     """Run the production server (granian, WSGI) on validated content."""
     _keep_standard_streams_open()
@@ -238,31 +295,23 @@ def serve(args: argparse.Namespace) -> int:
             sys.stderr,
         )
         return 1
-    scan = scan_folder(Path(args.content))
-    seen = fingerprint(Path(args.content), scan)
-    key = _check_key(seen)
-    checked = _checked_before(store, key)
+    checked = _warm_start(store, args.port)
     if checked is not None:
-        _say(f"{args.content}: unchanged since the last start's check (same files, sizes, times and settings)")
+        _say(f"{args.content}: restarting on the documents the last run served; the workers look at every file meanwhile")
+        os.environ[WARM_START_VARIABLE] = handover_note(checked["hot_set"])
     else:
-        # parsed on every core into the store, where the workers find it: they start without parsing
-        publication = _load(args.content, render_all=False, cache=store, scan=scan)  # the workers render the rest on request
-        if publication is None:
+        checked, seen = _check(store, args.content)
+        if checked is None:
             return 1  # refuse to start: the messages above say what to fix
-        checked = {
-            "entries": len(publication.content.entries),
-            "default_base_url": publication.content.site.base_url == SITE_DEFAULTS["base_url"],
-        }
-        store.remember(CHECKED_SETTING, json.dumps({"key": key, **checked}))
+        # the workers start from this look at every file when their kept load has the same (Publisher's checked_scan)
+        os.environ[CHECKED_SCAN_VARIABLE] = handover_note(seen)
     if checked["default_base_url"] and args.port != 8000:
         # nobody configured a public URL: make links point at this local server
-        os.environ["FEEDSVC_BASE_URL"] = f"http://127.0.0.1:{args.port}"
+        os.environ["FEEDSVC_BASE_URL"] = _base_url_for(args.port)
     _say(
         f"feedsvc: serving {checked['entries']} entries on http://{args.host}:{args.port}/ with {args.workers} worker(s), "
         f"up to {max_connections} connections each, idle timeout {args.timeout:g} s, HTTP/2 {'on' if args.http2 else 'off'}"
     )
-    # the workers start from this look at every file when their kept load has the same (Publisher's checked_scan)
-    os.environ[CHECKED_SCAN_VARIABLE] = checked_scan_note(seen)
     os.execv(sys.executable, granian_command(args, max_connections))
     return 0  # not reached
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import functools
 import hashlib
 import multiprocessing
 import os
@@ -29,10 +28,10 @@ from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
 from datetime import datetime
-from importlib import metadata, resources
 from pathlib import Path
 
 from .publication import Publication
+from .publication import code_digest as _code_digest  # a module name tests replace
 from .store import Store
 
 NOT_FOUND_FILE = "404.html"
@@ -134,27 +133,6 @@ def _switch(link: Path, target: Path, workspaces: tuple[Path, Path]) -> None:
     os.replace(pending, link)
     if previous is not None and previous not in workspaces:
         shutil.rmtree(previous, ignore_errors=True)
-
-
-@functools.cache
-def _code_digest() -> str:
-    """Digest of the code that renders: this package's files and the versions of the libraries that write bytes.
-
-    Part of every remembered input key, so an upgrade never keeps a file the old code made.
-    """
-    digest = hashlib.sha256()
-    for library in ("feedgen", "jinja2", "lxml", "markdown-it-py", "mdit-py-plugins", "pillow"):
-        digest.update(f"{library}={metadata.version(library)};".encode())
-    package = resources.files("feedsvc")
-    pending = [package]
-    while pending:
-        for item in sorted(pending.pop().iterdir(), key=lambda i: i.name):
-            if item.is_dir():
-                if item.name != "__pycache__":
-                    pending.append(item)
-            elif item.name.endswith((".py", ".html", ".css", ".svg")):
-                digest.update(item.name.encode() + b"\0" + item.read_bytes())
-    return digest.hexdigest()
 
 
 IN_PLACE_LIMIT = 1000  # changed + removed documents a build writes into the served export directly

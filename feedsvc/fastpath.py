@@ -10,6 +10,23 @@ from __future__ import annotations
 
 from .conditional import respond, select_variant
 from .publisher import Publisher
+from .representation import Representation
+
+
+def answer(representation: Representation, environ: dict, start_response):
+    """Answer a GET or HEAD of a pre-built representation (the WSGI application's return value)."""
+    if (
+        "HTTP_IF_NONE_MATCH" in environ
+        or "HTTP_IF_MODIFIED_SINCE" in environ
+        or "HTTP_IF_MATCH" in environ
+        or "HTTP_IF_UNMODIFIED_SINCE" in environ
+    ):
+        status, headers, body = respond(representation, environ)
+    else:  # an unconditional GET: only the content coding to choose
+        variant = select_variant(representation, environ)
+        status, headers, body = representation.status, variant.headers, variant.body if environ["REQUEST_METHOD"] == "GET" else b""
+    start_response(status, list(headers))
+    return [body]
 
 
 class FastPath:
@@ -24,16 +41,5 @@ class FastPath:
         if method == "GET" or method == "HEAD":
             representation = self.publisher.current.documents.get(environ.get("PATH_INFO", ""))
             if representation is not None:
-                if (
-                    "HTTP_IF_NONE_MATCH" in environ
-                    or "HTTP_IF_MODIFIED_SINCE" in environ
-                    or "HTTP_IF_MATCH" in environ
-                    or "HTTP_IF_UNMODIFIED_SINCE" in environ
-                ):
-                    status, headers, body = respond(representation, environ)
-                else:  # an unconditional GET: only the content coding to choose
-                    variant = select_variant(representation, environ)
-                    status, headers, body = representation.status, variant.headers, variant.body if method == "GET" else b""
-                start_response(status, list(headers))
-                return [body]
+                return answer(representation, environ, start_response)
         return self.app(environ, start_response)

@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cache
-from importlib import resources
+from importlib import metadata, resources
 
 from .content import ContentError, Problem
 from .feeds import (
@@ -210,6 +210,64 @@ class Publication:
     def paths(self) -> set[str]:
         """Return the path of every document, rendered yet or not."""
         return self.documents.keys() | self.feed_specs.keys() | self.pages.keys() | self.renderers.keys()
+
+
+def subscription_topics(publication: Publication) -> dict[str, str]:
+    """Return the absolute URL and entity tag of every subscription feed (a WebSub hub's topics)."""
+    site = publication.content.site
+    return {site.url(path): publication.documents[path].etag for path in publication.subscription_feeds}
+
+
+@dataclass(frozen=True)
+class HotSet:
+    """The documents a version was served with from memory, kept in the store for the next start of ``serve``.
+
+    A restart answers with them at once while its workers load the archive in the background
+    (``warmstart``): the same bytes, entity tags and Last-Modified the last run served.
+    """
+
+    key: str  # the code and settings that rendered them (``hot_set_key``): a start with others does not use them
+    version: str
+    entries: int
+    documents: Mapping[str, Representation]
+    not_found: Representation
+    next_release: datetime | None  # a scheduled entry due then is not in them
+    topics: Mapping[str, str]  # ``subscription_topics``: what this version tells a WebSub hub
+
+
+def hot_set(publication: Publication, key: str) -> HotSet:
+    """Return the hot set ``publication`` serves from memory."""
+    content = publication.content
+    return HotSet(
+        key,
+        content.version,
+        len(content.entries),
+        dict(publication.documents),
+        publication.not_found,
+        content.next_release,
+        subscription_topics(publication),
+    )
+
+
+@cache
+def code_digest() -> str:
+    """Digest of the code that renders: this package's files and the versions of the libraries that write bytes.
+
+    Part of every remembered input key, so an upgrade never keeps a file the old code made.
+    """
+    digest = hashlib.sha256()
+    for library in ("feedgen", "jinja2", "lxml", "markdown-it-py", "mdit-py-plugins", "pillow"):
+        digest.update(f"{library}={metadata.version(library)};".encode())
+    package = resources.files("feedsvc")
+    pending = [package]
+    while pending:
+        for item in sorted(pending.pop().iterdir(), key=lambda i: i.name):
+            if item.is_dir():
+                if item.name != "__pycache__":
+                    pending.append(item)
+            elif item.name.endswith((".py", ".html", ".css", ".svg")):
+                digest.update(item.name.encode() + b"\0" + item.read_bytes())
+    return digest.hexdigest()
 
 
 @cache  # packaged files: read, hash and compress once per process, not per content version

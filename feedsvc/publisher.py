@@ -25,7 +25,7 @@ from watchfiles._rust_notify import RustNotify  # watchfiles.watch() offers no h
 from .content import ContentError, FolderScan, LoadMemo, Problem, load_content, rescan_folder, scan_folder
 from .markdown import shorten
 from .models import Content, release
-from .publication import Publication, Stamper, build_publication
+from .publication import Publication, Stamper, build_publication, code_digest, hot_set
 from .store import StaleBuildError, Store
 
 log = logging.getLogger(__name__)
@@ -44,6 +44,10 @@ SNAPSHOT_STALE_FILES = 1000  # a start that parsed or read more files than this 
 # one that crashed, hours later) looks at every file itself, since the folder may have changed since
 CHECKED_SCAN_VARIABLE = "FEEDSVC_CHECKED_SCAN"
 CHECKED_SCAN_SECONDS = 60
+# `serve` puts the ``hot_set_key`` here when its workers may answer from the kept hot set while they start (warmstart.py)
+WARM_START_VARIABLE = "FEEDSVC_WARM_START"
+# the settings that change a document's bytes besides the content (configuration keys)
+RENDER_SETTINGS = ("CONTENT_DIR", "BASE_URL", "MAX_AGE", "ITEM_LIMIT", "HUB_URL")
 _STALE_RETRIES = 20  # a folder that keeps changing while we build: give up for now, the watcher calls again
 
 
@@ -99,7 +103,7 @@ def _settle_heap() -> None:
     gc.freeze()
 
 
-def _first(problems: list[str]) -> list[str]:
+def first_problems(problems: list[str]) -> list[str]:
     """The first HEALTH_PROBLEMS_SHOWN problems, and how many more there are: a log line or /healthz of bounded size."""
     shown = problems[:HEALTH_PROBLEMS_SHOWN]
     if len(problems) > len(shown):
@@ -166,7 +170,7 @@ class FolderEvents:
         return result == "timeout"
 
 
-def _open_watch(directory: Path, strict: bool = False) -> tuple[RustNotify, FolderEvents, tuple] | None:
+def open_watch(directory: Path, strict: bool = False) -> tuple[RustNotify, FolderEvents, tuple] | None:
     """Watch the folder ``directory`` names now: (the watch, its events, which folder it is), or None when inotify cannot.
 
     ``strict``: raise instead (the watcher reports why it is not watching, and tries again).
@@ -182,19 +186,26 @@ def _open_watch(directory: Path, strict: bool = False) -> tuple[RustNotify, Fold
     return notify, FolderEvents(notify, root), identity
 
 
-def checked_scan_note(folder_fingerprint: str) -> str:
-    """What `serve` hands its workers (CHECKED_SCAN_VARIABLE): its check's folder fingerprint, and the time of that look."""
-    return f"{folder_fingerprint} {time.time()!r}"  # exactly: a time rounded up would be in the future
+def handover_note(value: str) -> str:
+    """What `serve` hands its workers in an environment variable: ``value`` and the time it was true."""
+    return f"{value} {time.time()!r}"  # exactly: a time rounded up would be in the future
 
 
-def recent_checked_scan(note: str | None) -> str | None:
-    """Return the fingerprint a ``checked_scan_note`` holds if that look is recent enough for a worker's start to rely on."""
-    folder_fingerprint, _, looked = (note or "").partition(" ")
+def recent_handover(note: str | None) -> str | None:
+    """Return the value a ``handover_note`` holds if it is recent enough for a worker's start to rely on."""
+    value, _, noted = (note or "").partition(" ")
     try:
-        age = time.time() - float(looked)
+        age = time.time() - float(noted)
     except ValueError:
         return None
-    return folder_fingerprint if folder_fingerprint and 0 <= age <= CHECKED_SCAN_SECONDS else None
+    return value if value and 0 <= age <= CHECKED_SCAN_SECONDS else None
+
+
+def hot_set_key(config: Mapping[str, Any]) -> str:
+    """What a hot set's bytes depend on besides the content: the rendering code and the settings (RENDER_SETTINGS)."""
+    settings = [(key, config.get(key)) for key in RENDER_SETTINGS]
+    settings[0] = ("CONTENT_DIR", os.path.abspath(str(config.get("CONTENT_DIR"))))
+    return hashlib.sha256(repr((code_digest(), settings)).encode()).hexdigest()
 
 
 _MEMO_FIELDS = {memo_field.name for memo_field in fields(LoadMemo)}
@@ -228,6 +239,7 @@ class Publisher:
         clock: Callable[[], float] = time.time,
         watch_every: float | None = None,
         checked_scan: str | None = None,
+        hot_set_key: str | None = None,
     ):
         """Load and build the folder (raises ContentError); with ``watch_every`` s, follow it from then on (``watch``).
 
@@ -235,6 +247,9 @@ class Publisher:
         started (``serve``'s check). When the kept load's scan has it, the start takes that scan
         instead of looking at every file again (100,000 files: ~1.5 s) and the watcher's first look,
         once serving, covers every file.
+
+        ``hot_set_key``: keep the hot set of every version served under this key (``hot_set_key``)
+        for the next start of `serve` (warmstart.py).
         """
         self.directory = Path(directory)
         self.clock = clock  # when scheduled entries go live (tests inject one)
@@ -243,6 +258,7 @@ class Publisher:
         self.hub_url = hub_url
         self.store = store
         self.on_new_version = on_new_version  # e.g. HubNotifier.on_new_version: must not block
+        self.hot_set_key = hot_set_key
         # the last load, reused for unchanged files: at a start, the one the store kept (a restart reads no entry one by one)
         self._parsed, kept = kept_load(store)
         self._scan: FolderScan | None = None  # the last look at the folder, which the watcher's events update
@@ -257,7 +273,7 @@ class Publisher:
         self._watch_beat = time.monotonic()  # the watcher's last finished look at the folder
         # inotify from the first look on: the start's build is checked against its events instead of a
         # second scan of every file, and the watcher (``watch_every``) carries on from them
-        self._start_watch = _open_watch(self.directory)
+        self._start_watch = open_watch(self.directory)
         try:
             self._fingerprint = self._first_build()
         except BaseException:
@@ -268,6 +284,7 @@ class Publisher:
         _settle_heap()
         if self.on_new_version is not None:
             self.on_new_version(self.current)
+        self._keep_hot_set(self.current)
         if watch_every:
             self.watch(watch_every)
         else:  # an inotify instance per publisher nobody watches with would run out (128 per user by default)
@@ -389,7 +406,7 @@ class Publisher:
                 "content in %s not reloaded, still serving version %s:\n%s",
                 self.directory,
                 self.current.version,
-                "\n".join(_first([str(p) for p in error.problems])),
+                "\n".join(first_problems([str(p) for p in error.problems])),
             )
         if seen is not None:
             self._fingerprint = seen  # retried on the next change, not in a busy loop
@@ -410,7 +427,19 @@ class Publisher:
         log.info("serving content version %s (%d entries)", publication.version, len(publication.content.entries))
         if self.on_new_version is not None:
             self.on_new_version(publication)
+        self._keep_hot_set(publication)
         return True
+
+    def _keep_hot_set(self, publication: Publication) -> None:
+        """Keep the documents ``publication`` serves from memory for the next start, unless a worker kept them already."""
+        if self.store is None or self.hot_set_key is None:
+            return
+        note = self.store.hot_set_note() or {}
+        if note.get("key") == self.hot_set_key and note.get("version") == publication.version:
+            return
+        kept = hot_set(publication, self.hot_set_key)
+        due = kept.next_release.isoformat() if kept.next_release is not None else None
+        self.store.save_hot_set(kept, {"key": kept.key, "version": kept.version, "entries": kept.entries, "next_release": due})
 
     def status(self) -> dict[str, Any]:
         """Describe what is served and whether publishing follows the folder, for /healthz (bounded size)."""
@@ -429,7 +458,7 @@ class Publisher:
             "entries": len(self.current.content.entries),
             "last_successful_load": self.loaded_at.isoformat(),
             "problems": len(problems),
-            "error": _first(problems) or None,
+            "error": first_problems(problems) or None,
         }
 
     def watch(self, delay: float) -> threading.Thread:
@@ -449,7 +478,7 @@ class Publisher:
         def watch_folder() -> None:
             started = handed_over.pop() if handed_over else None
             # the folder the path names now: inotify watches inodes, and a linked root's subfolders are not walked
-            notify, events, identity = started or _open_watch(self.directory, strict=True)
+            notify, events, identity = started or open_watch(self.directory, strict=True)
             if not self._looked_at_everything:
                 events.everything()  # edits made between the check's look and the start's watch: look at every file
             with notify:

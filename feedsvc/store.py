@@ -38,6 +38,8 @@ from .models import Heading
 
 DATABASE_FILE = "feedsvc.sqlite3"
 SNAPSHOT_FILE = "last-load.pickle"  # the loader's memo of the last whole load (Store.save_snapshot)
+HOT_SET_FILE = "hot-set.pickle"  # the documents the last version was served with from memory (Store.save_hot_set)
+HOT_SET_SETTING = "hot set"  # what HOT_SET_FILE holds, readable without loading it
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS documents (path TEXT PRIMARY KEY, etag TEXT NOT NULL, changed INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS workers (token TEXT PRIMARY KEY, pid INTEGER NOT NULL, started TEXT NOT NULL, version TEXT NOT NULL);
@@ -271,15 +273,21 @@ class Store:
         One pickle of 100,000 entries loads in about a second; the same entries one by one from
         ``parsed_entries`` take five (a row, a pickle and a body reference each).
         """
-        path = self.directory / SNAPSHOT_FILE
-        temporary = path.with_name(f".{SNAPSHOT_FILE}.{os.getpid()}.{threading.get_ident()}")
+        self._write_aside(SNAPSHOT_FILE, lambda out: _SnapshotPickler(out, pickle.HIGHEST_PROTOCOL).dump(value))
+
+    def _write_aside(self, name: str, write: Callable[[Any], None]) -> bool:
+        """Write the file ``name`` in the state folder aside and rename it in (readers see the old or the new one)."""
+        path = self.directory / name
+        temporary = path.with_name(f".{name}.{os.getpid()}.{threading.get_ident()}")
         try:
             with open(temporary, "wb") as out:
-                _SnapshotPickler(out, pickle.HIGHEST_PROTOCOL).dump(value)
+                write(out)
             os.replace(temporary, path)
+            return True
         except OSError:  # a full disk costs the next start some seconds, never this one
             with contextlib.suppress(OSError):
                 os.unlink(temporary)
+            return False
 
     def load_snapshot(self) -> Any | None:
         """Return what ``save_snapshot`` kept, or None (none yet, or written by other code: the loader then uses the parses)."""
@@ -293,6 +301,26 @@ class Store:
         finally:
             if collecting:
                 gc.enable()
+
+    # --- the hot set of the version served last, for the next start ------------------------------
+
+    def save_hot_set(self, hot_set: Any, note: Mapping[str, Any]) -> None:
+        """Keep ``hot_set`` (publication.HotSet) for the next start, and ``note`` (what it is) where ``hot_set_note`` reads it."""
+        if self._write_aside(HOT_SET_FILE, lambda out: pickle.dump(hot_set, out, pickle.HIGHEST_PROTOCOL)):
+            self.remember(HOT_SET_SETTING, json.dumps(note))
+
+    def hot_set_note(self) -> dict | None:
+        """Return the note ``save_hot_set`` kept with the last hot set (None: none kept)."""
+        remembered = self.setting(HOT_SET_SETTING)
+        return None if remembered is None else json.loads(remembered)
+
+    def load_hot_set(self) -> Any | None:
+        """Return what ``save_hot_set`` kept, or None (none yet, or unreadable: the start then loads everything first)."""
+        try:
+            with open(self.directory / HOT_SET_FILE, "rb") as source:
+                return pickle.load(source)
+        except Exception:  # missing, truncated, or classes that changed since
+            return None
 
     # --- the static export ---------------------------------------------------------------------
 

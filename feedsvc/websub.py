@@ -17,17 +17,12 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
+from collections.abc import Mapping
 
-from .publication import Publication
+from .publication import Publication, subscription_topics
 from .store import Store
 
 log = logging.getLogger(__name__)
-
-
-def subscription_topics(publication: Publication) -> dict[str, str]:
-    """Return the absolute URL and entity tag of every subscription feed (the hub's topics)."""
-    site = publication.content.site
-    return {site.url(path): publication.documents[path].etag for path in publication.subscription_feeds}
 
 
 class HubNotifier:
@@ -54,7 +49,11 @@ class HubNotifier:
 
     def on_new_version(self, publication: Publication) -> None:
         """Record that this worker serves ``publication``; queue the pings that are due once all workers do."""
-        for topic in self.store.serving(self.token, publication.version, subscription_topics(publication)):
+        self.serves(publication.version, subscription_topics(publication))
+
+    def serves(self, version: str, topics: Mapping[str, str]) -> None:
+        """Record that this worker serves ``version``, whose subscription feeds have these ``topics`` (URL -> entity tag)."""
+        for topic in self.store.serving(self.token, version, topics):
             self.queue(topic)
 
     def announce(self, publication: Publication) -> None:

@@ -50,14 +50,15 @@ def running_service(
     program: tuple = (sys.executable, "-m", "feedsvc"),
     output=None,
     preexec_fn=None,
+    port: int | None = None,
 ):
-    """Run ``python -m feedsvc serve`` on a free port; yield its base URL and process.
+    """Run ``python -m feedsvc serve`` on ``port`` (default: a free one); yield its base URL and process.
 
     ``program`` is how feedsvc is run (e.g. an installed console script); ``wrapper`` prefixes the
     command (e.g. setpriv); ``output`` replaces the log file as stdout and
     stderr; ``preexec_fn`` runs in the child before the command (e.g. to close its stdout).
     """
-    port = free_port()
+    port = port or free_port()
     clean = {k: v for k, v in os.environ.items() if not k.startswith("FEEDSVC_")}
     log_path = log_dir / f"serve-{port}.log"
     with log_path.open("wb") as log:

@@ -261,7 +261,7 @@ def test_after_a_full_scan_that_finds_nothing_changed_an_edit_is_found_by_identi
     real_look = content_module._changed_entry_files
     monkeypatch.setattr(content_module, "_changed_entry_files", lambda *args: quick_looks.append(real_look(*args)) or quick_looks[-1])
     publisher = Publisher(content_dir, store=Store(state_dir))
-    notify, events, _ = publisher_module._open_watch(content_dir)
+    notify, events, _ = publisher_module.open_watch(content_dir)
     with notify:
         events.everything()  # as the safety net does
         assert not publisher.refresh(events)  # nothing changed
@@ -335,10 +335,10 @@ def test_a_worker_whose_kept_load_is_not_what_the_check_saw_looks_at_every_file(
 def test_only_a_worker_started_soon_after_serve_s_check_relies_on_its_look(monkeypatch):
     """granian respawns a crashed worker with the same environment, maybe hours later: by then the folder may have changed."""
     for _ in range(1000):  # at once, too (a time rounded up to the millisecond was in the future half the time)
-        assert publisher_module.recent_checked_scan(publisher_module.checked_scan_note("f1ngerpr1nt")) == "f1ngerpr1nt"
-    note = publisher_module.checked_scan_note("f1ngerpr1nt")
+        assert publisher_module.recent_handover(publisher_module.handover_note("f1ngerpr1nt")) == "f1ngerpr1nt"
+    note = publisher_module.handover_note("f1ngerpr1nt")
     later = time.time() + publisher_module.CHECKED_SCAN_SECONDS + 1
     monkeypatch.setattr(publisher_module.time, "time", lambda: later)
-    assert publisher_module.recent_checked_scan(note) is None
+    assert publisher_module.recent_handover(note) is None
     for garbage in (None, "", "f1ngerpr1nt", "f1ngerpr1nt soon", f" {later}"):
-        assert publisher_module.recent_checked_scan(garbage) is None
+        assert publisher_module.recent_handover(garbage) is None
