@@ -45,7 +45,8 @@ class WarmStart:
 
     def __init__(self, hot: HotSet, start: Callable[[], Callable], directory: Path):
         """``start``: build the publisher and return the service's WSGI app (raises ContentError)."""
-        self.hot = hot
+        self.hot: HotSet | None = hot  # dropped once started: the publication has its own copies
+        self.version = hot.version
         self.app: Callable | None = None  # the service, once started: every request goes straight to it
         self.error: ContentError | None = None  # why the last start failed
         self._settled = threading.Event()  # set while no start is under way
@@ -53,11 +54,11 @@ class WarmStart:
         self._thread.start()
 
     def __call__(self, environ: dict, start_response: Callable):
-        app = self.app
+        hot, app = self.hot, self.app  # in this order: ``hot`` is dropped only after ``app`` is set
         if app is not None:
             return app(environ, start_response)
         if environ["REQUEST_METHOD"] in ("GET", "HEAD"):
-            representation = self.hot.documents.get(environ.get("PATH_INFO", ""))
+            representation = hot.documents.get(environ.get("PATH_INFO", ""))
             if representation is not None:
                 return answer(representation, environ, start_response)
         self._settled.wait(START_WAIT_SECONDS)
@@ -79,11 +80,12 @@ class WarmStart:
         return True
 
     def _start(self, start: Callable[[], Callable], directory: Path) -> None:
-        log.info("serving the kept hot set of version %s (%d entries) while the archive loads", self.hot.version, self.hot.entries)
+        log.info("serving the kept hot set of version %s (%d entries) while the archive loads", self.version, self.hot.entries)
         while True:
             watch = open_watch(directory)  # before the attempt: a fix saved while it runs is not missed
             try:
                 self.app = start()
+                self.hot = None
                 self._settled.set()
                 if watch is not None:
                     watch[0].close()
@@ -92,7 +94,7 @@ class WarmStart:
                 self.error = error
                 log.error(
                     "cannot start on the content folder as it is now; serving the hot set of version %s until it is fixed:\n%s",
-                    self.hot.version,
+                    self.version,
                     "\n".join(f"  {problem}" for problem in error.problems),
                 )
             self._settled.set()
@@ -108,7 +110,7 @@ class WarmStart:
             problems = [str(p) for p in self.error.problems] if self.error is not None else ["starting: the archive is loading"]
             status = {
                 "status": "degraded",
-                "content_version": self.hot.version,
+                "content_version": self.version,
                 "entries": self.hot.entries,
                 "last_successful_load": None,
                 "problems": len(problems),

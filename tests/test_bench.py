@@ -52,6 +52,7 @@ def test_scale_benchmark_smoke_run_reports_every_serving_figure(tmp_path):
     for name in (
         "cold start",
         "warm restart",
+        "warm restart, every page ready",
         "edit -> served (newest)",
         "edit -> served (oldest)",
         "idle CPU",
