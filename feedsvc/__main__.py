@@ -30,6 +30,7 @@ from .publisher import (
     kept_load,
 )
 from .store import StateError, Store, default_state_dir
+from .warmstart import usable_hot_set
 from .websub import HubNotifier
 
 
@@ -241,18 +242,16 @@ def _warm_start(store: Store, port: int) -> dict | None:
     never keeps the site down). Only a start with no hot set, other code or other settings, or a
     scheduled entry due since, checks the folder first (and refuses invalid content).
     """
-    remembered, note = store.setting(CHECKED_SETTING), store.hot_set_note()
-    if remembered is None or note is None:
+    remembered = store.setting(CHECKED_SETTING)
+    if remembered is None:
         return None
     checked = json.loads(remembered)
-    due = note.get("next_release")
-    if due is not None and datetime.now(UTC) >= datetime.fromisoformat(due):
-        return None
     config = {**DEFAULTS, **config_from_env()}
     if checked["default_base_url"] and port != 8000:  # what serve sets below, and its workers render with
         config["BASE_URL"] = _base_url_for(port)
     key = hot_set_key(config)
-    return {"entries": note["entries"], "default_base_url": checked["default_base_url"], "hot_set": key} if note["key"] == key else None
+    hot = usable_hot_set(store, key, time.time)  # read as the workers will: a damaged file means a check
+    return None if hot is None else {"entries": hot.entries, "default_base_url": checked["default_base_url"], "hot_set": key}
 
 
 def _check(store: Store, content: str) -> tuple[dict | None, str]:

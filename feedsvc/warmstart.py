@@ -19,7 +19,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from .content import ContentError
+from .content import ContentError, Problem
 from .fastpath import answer
 from .publication import HotSet
 from .publisher import first_problems, open_watch
@@ -67,17 +67,12 @@ class WarmStart:
             return app(environ, start_response)
         return self._unavailable(environ, start_response)
 
-    def wait(self, timeout: float | None = None) -> bool:
-        """Block until the publisher started; False if it has not (yet) (tests)."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while self.app is None:
-            left = None if deadline is None else deadline - time.monotonic()
-            if left is not None and left <= 0:
-                return False
-            self._settled.wait(left)
-            if self.app is None and self.error is not None:
-                return False
-        return True
+    def wait(self, timeout: float) -> bool:
+        """Block until the publisher started, at most ``timeout`` s; tell whether it did (tests)."""
+        deadline = time.monotonic() + timeout
+        while self.app is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return self.app is not None
 
     def _start(self, start: Callable[[], Callable], directory: Path) -> None:
         log.info("serving the kept hot set of version %s (%d entries) while the archive loads", self.version, self.hot.entries)
@@ -90,12 +85,14 @@ class WarmStart:
                 if watch is not None:
                     watch[0].close()
                 return
-            except ContentError as error:
-                self.error = error
+            except Exception as error:  # a content problem, or the unexpected (a state folder gone read-only): named, retried
+                self.error = (
+                    error if isinstance(error, ContentError) else ContentError([Problem("(start)", type(error).__name__, str(error))])
+                )
                 log.error(
                     "cannot start on the content folder as it is now; serving the hot set of version %s until it is fixed:\n%s",
                     self.version,
-                    "\n".join(f"  {problem}" for problem in error.problems),
+                    "\n".join(f"  {problem}" for problem in first_problems([str(p) for p in self.error.problems])),
                 )
             self._settled.set()
             if watch is None:

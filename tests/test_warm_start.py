@@ -170,6 +170,31 @@ def test_a_warm_start_answers_from_the_hot_set_before_its_publisher_started(cont
     assert app.extensions["feedsvc.start"].hot is None  # the publication has its own copies of those documents
 
 
+def test_a_start_that_fails_unexpectedly_is_named_and_tried_again_on_the_next_change(content_dir, state_dir, monkeypatch):
+    config, served = _kept(content_dir, state_dir)
+    failures = [OSError("the state folder's disk is full")]
+    real_publisher = feedsvc.Publisher
+
+    def failing_once(*args, **kwargs):
+        if failures:
+            raise failures.pop()
+        return real_publisher(*args, **kwargs)
+
+    monkeypatch.setattr(feedsvc, "Publisher", failing_once)
+    app = create_app({**config, "WARM_START": hot_set_key({**feedsvc.DEFAULTS, **config})})
+    start, client = app.extensions["feedsvc.start"], app.test_client()
+    _until(lambda: start.error is not None)
+    assert client.get("/feed.xml").data == served["/feed.xml"].data  # the hot set stays served
+    health = client.get("/healthz").get_json()
+    assert health["status"] == "degraded" and health["error"] == ["(start): OSError: the state folder's disk is full"], health
+    unavailable = client.get("/sitemap.xml")
+    assert unavailable.status_code == 503 and unavailable.headers["Retry-After"]
+    write_entry(content_dir, "new.md", 'id: "urn:example:new"\ntitle: New\ndate: 2025-07-09T10:00:00Z\nsection: latest')
+    assert start.wait(30)  # the change: tried again, started
+    assert client.get("/sitemap.xml").status_code == 200 and b"urn:example:new" in client.get("/feed.xml").data
+    assert client.get("/healthz").get_json()["status"] == "ok"
+
+
 def test_a_hot_set_is_not_used_under_other_settings_or_once_a_scheduled_entry_is_due(content_dir, state_dir):
     config, _ = _kept(content_dir, state_dir)
     other = create_app({**config, "MAX_AGE": 60, "WARM_START": hot_set_key({**feedsvc.DEFAULTS, **config})})
@@ -185,21 +210,19 @@ def test_a_hot_set_is_not_used_under_other_settings_or_once_a_scheduled_entry_is
     assert b"urn:example:soon" in app.test_client().get("/feed.xml").data
 
 
-def test_serve_restarts_warm_only_on_a_hot_set_for_its_settings_with_nothing_due(content_dir, state_dir, monkeypatch):
+def test_serve_restarts_warm_only_on_a_readable_hot_set_for_its_settings(content_dir, state_dir, monkeypatch):
     monkeypatch.setenv("FEEDSVC_CONTENT_DIR", str(content_dir.absolute()))
-    monkeypatch.delenv("FEEDSVC_BASE_URL", raising=False)
-    monkeypatch.delenv("FEEDSVC_MAX_AGE", raising=False)
+    for name in ("FEEDSVC_BASE_URL", "FEEDSVC_MAX_AGE", "FEEDSVC_ITEM_LIMIT", "FEEDSVC_HUB_URL"):
+        monkeypatch.delenv(name, raising=False)
     store = Store(state_dir)
-    assert _warm_start(store, 8000) is None  # nothing kept
-    config = {**feedsvc.DEFAULTS, "CONTENT_DIR": str(content_dir.absolute())}
-    key = hot_set_key(config)
     store.remember(CHECKED_SETTING, json.dumps({"key": "k", "entries": 11, "default_base_url": True}))
-    store.remember("hot set", json.dumps({"key": key, "version": "v", "entries": 11, "next_release": None}))
+    assert _warm_start(store, 8000) is None  # nothing kept
+    create_app({"STATE_DIR": str(state_dir), "RELOAD_INTERVAL": 0})  # serves, and keeps its hot set
+    key = hot_set_key({**feedsvc.DEFAULTS, "CONTENT_DIR": str(content_dir.absolute())})
     assert _warm_start(store, 8000) == {"entries": 11, "default_base_url": True, "hot_set": key}
     assert _warm_start(store, 8001) is None  # links would point at another port: other bytes
     monkeypatch.setenv("FEEDSVC_MAX_AGE", "60")
     assert _warm_start(store, 8000) is None
     monkeypatch.delenv("FEEDSVC_MAX_AGE")
-    due = (datetime.now(UTC) - timedelta(seconds=1)).isoformat()
-    store.remember("hot set", json.dumps({"key": key, "version": "v", "entries": 11, "next_release": due}))
-    assert _warm_start(store, 8000) is None
+    (state_dir / "hot-set.pickle").write_bytes(b"cut short")
+    assert _warm_start(store, 8000) is None  # the workers could not use it: serve checks the folder
