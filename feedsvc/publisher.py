@@ -39,15 +39,16 @@ FULL_CHECK_SECONDS = 600
 WATCH_STALL_SECONDS = 60
 HEALTH_PROBLEMS_SHOWN = 20  # /healthz lists this many problems (each of bounded length) and counts the rest
 SNAPSHOT_STALE_FILES = 1000  # a start that parsed or read more files than this keeps its load for the next one
-# `serve` puts the fingerprint of its check's scan here for its workers (``Publisher``'s ``checked_scan``),
-# with when it looked: a worker started later than CHECKED_SCAN_SECONDS after that (granian respawning
-# one that crashed, hours later) looks at every file itself, since the folder may have changed since
+# What `serve` hands its workers in the environment (``handover_note``), each with when it was true: a
+# worker started later than HANDOVER_SECONDS after that (granian respawning one that crashed, hours
+# later) starts the ordinary way, looking at every file itself, since the folder may have changed since.
+# CHECKED_SCAN_VARIABLE: the fingerprint of the check's look at every file (``Publisher``'s ``checked_scan``);
+# WARM_START_VARIABLE: the ``hot_set_key`` under which the workers may answer from the kept hot set (warmstart.py).
 CHECKED_SCAN_VARIABLE = "FEEDSVC_CHECKED_SCAN"
-CHECKED_SCAN_SECONDS = 60
-# `serve` puts the ``hot_set_key`` here when its workers may answer from the kept hot set while they start (warmstart.py)
 WARM_START_VARIABLE = "FEEDSVC_WARM_START"
-# the settings that change a document's bytes besides the content (configuration keys)
-RENDER_SETTINGS = ("CONTENT_DIR", "BASE_URL", "MAX_AGE", "ITEM_LIMIT", "HUB_URL")
+HANDOVER_SECONDS = 60
+# which folder, and the settings that change a document's bytes besides the content (configuration keys)
+HOT_SET_SETTINGS = ("CONTENT_DIR", "BASE_URL", "MAX_AGE", "ITEM_LIMIT", "HUB_URL")
 _STALE_RETRIES = 20  # a folder that keeps changing while we build: give up for now, the watcher calls again
 
 
@@ -198,14 +199,14 @@ def recent_handover(note: str | None) -> str | None:
         age = time.time() - float(noted)
     except ValueError:
         return None
-    return value if value and 0 <= age <= CHECKED_SCAN_SECONDS else None
+    return value if value and 0 <= age <= HANDOVER_SECONDS else None
 
 
 def hot_set_key(config: Mapping[str, Any]) -> str:
-    """What a hot set's bytes depend on besides the content: the rendering code and the settings (RENDER_SETTINGS)."""
-    settings = [(key, config.get(key)) for key in RENDER_SETTINGS]
-    settings[0] = ("CONTENT_DIR", os.path.abspath(str(config.get("CONTENT_DIR"))))
-    return hashlib.sha256(repr((code_digest(), settings)).encode()).hexdigest()
+    """What a hot set depends on besides the content: the rendering code, the folder and the settings (HOT_SET_SETTINGS)."""
+    settings = {key: config.get(key) for key in HOT_SET_SETTINGS}
+    settings["CONTENT_DIR"] = os.path.abspath(str(settings["CONTENT_DIR"]))  # as `serve` hands it over
+    return hashlib.sha256(repr((code_digest(), sorted(settings.items()))).encode()).hexdigest()
 
 
 _MEMO_FIELDS = {memo_field.name for memo_field in fields(LoadMemo)}

@@ -337,7 +337,7 @@ def test_only_a_worker_started_soon_after_serve_s_check_relies_on_its_look(monke
     for _ in range(1000):  # at once, too (a time rounded up to the millisecond was in the future half the time)
         assert publisher_module.recent_handover(publisher_module.handover_note("f1ngerpr1nt")) == "f1ngerpr1nt"
     note = publisher_module.handover_note("f1ngerpr1nt")
-    later = time.time() + publisher_module.CHECKED_SCAN_SECONDS + 1
+    later = time.time() + publisher_module.HANDOVER_SECONDS + 1
     monkeypatch.setattr(publisher_module.time, "time", lambda: later)
     assert publisher_module.recent_handover(note) is None
     for garbage in (None, "", "f1ngerpr1nt", "f1ngerpr1nt soon", f" {later}"):
