@@ -237,3 +237,22 @@ def test_the_safety_net_sees_added_removed_and_renamed_files_without_statting_th
     time.sleep(0.01)
     write_entry(content_dir, "brand-new.md", NEW_POST)
     assert folders_signature(content_dir) != after_rename
+
+
+def _rss_kib() -> int:
+    with open(f"/proc/{os.getpid()}/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmRSS:"))
+
+
+def test_settling_after_a_build_gives_freed_heap_memory_back_to_the_system():
+    from feedsvc import publisher as publisher_module
+
+    # 60 MB of 1 KB objects (past pymalloc's 512 bytes: glibc's heap), every hundredth kept: what a
+    # build leaves behind, freed pages between live ones that free() alone never returns
+    garbage = [bytes(1024) + i.to_bytes(4, "little") for i in range(60_000)]
+    kept = garbage[::100]
+    del garbage
+    before = _rss_kib()
+    publisher_module._settle_heap()
+    assert before - _rss_kib() > 20_000, (before, _rss_kib())
+    assert len(kept) == 600
