@@ -524,6 +524,7 @@ class Publisher:
                     if result != "timeout" or self.release_due():  # scheduled entries go live within a poll
                         self.refresh(events)
                     elif now - checked > SAFETY_NET_SECONDS:
+                        _trim_heap()  # what documents rendered on request since have freed, too
                         checked, seen_folders = now, folders_signature(self.directory)
                         if seen_folders != folders or now - fully_checked > FULL_CHECK_SECONDS:
                             events.everything()  # what events may have missed: look at every file

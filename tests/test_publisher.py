@@ -256,3 +256,22 @@ def test_settling_after_a_build_gives_freed_heap_memory_back_to_the_system():
     publisher_module._settle_heap()
     assert before - _rss_kib() > 20_000, (before, _rss_kib())
     assert len(kept) == 600
+
+
+def test_an_idle_watcher_hands_freed_memory_back_every_safety_net_round(content_dir, state_dir, monkeypatch):
+    from feedsvc import publisher as publisher_module
+    from feedsvc.publisher import Publisher
+    from feedsvc.store import Store
+
+    trims = []
+    real_trim = publisher_module._MALLOC_TRIM
+    monkeypatch.setattr(publisher_module, "_MALLOC_TRIM", lambda pad: trims.append(pad) or (real_trim(pad) if real_trim else 0))
+    monkeypatch.setattr(publisher_module, "SAFETY_NET_SECONDS", 0.2)
+    watched = Publisher(content_dir, store=Store(state_dir), watch_every=0.05)
+    try:
+        started = len(trims)
+        assert started >= 1  # the start's build was settled
+        time.sleep(1.5)  # nothing changes: only the safety net runs, several times
+        assert len(trims) - started >= 3, trims
+    finally:
+        watched.stop()
