@@ -92,6 +92,12 @@ def test_a_real_hub_delivers_every_edit_fresh_from_two_workers(content_dir, tmp_
         env["FEEDSVC_HUB_URL"] = hub
         with running_service(content_dir, tmp_path, workers=2, env=env) as (base, _):
             topic = f"{base}/feed.xml"
+            # the start announces every feed once both workers serve it: a subscription made before that
+            # ping reached the hub would get the start's feed delivered, before any edit
+            deadline = time.monotonic() + 30
+            while f"accepted the publish ping for {topic}\n" not in next(tmp_path.glob("serve-*.log")).read_text():
+                assert time.monotonic() < deadline, "the start's feeds were not announced"
+                time.sleep(0.05)
             form = urllib.parse.urlencode({"hub.mode": "subscribe", "hub.topic": topic, "hub.callback": subscriber.url}).encode()
             with urllib.request.urlopen(urllib.request.Request(hub, data=form)) as response:
                 assert response.status == 202  # the hub verified our intent before answering
