@@ -127,6 +127,18 @@ def _trim_heap() -> None:
         _MALLOC_TRIM(0)
 
 
+def health_report(problems: list[str], version: str, entries: int, last_load: datetime | None) -> dict[str, Any]:
+    """The /healthz document (bounded size): what is served, and every problem with publishing it."""
+    return {
+        "status": "degraded" if problems else "ok",
+        "content_version": version,
+        "entries": entries,
+        "last_successful_load": None if last_load is None else last_load.isoformat(),
+        "problems": len(problems),
+        "error": first_problems(problems) or None,
+    }
+
+
 def first_problems(problems: list[str]) -> list[str]:
     """The first HEALTH_PROBLEMS_SHOWN problems, and how many more there are: a log line or /healthz of bounded size."""
     shown = problems[:HEALTH_PROBLEMS_SHOWN]
@@ -461,9 +473,7 @@ class Publisher:
         note = self.store.hot_set_note() or {}
         if note.get("key") == self.hot_set_key and note.get("version") == publication.version:
             return
-        kept = hot_set(publication, self.hot_set_key)
-        due = kept.next_release.isoformat() if kept.next_release is not None else None
-        self.store.save_hot_set(kept, {"key": kept.key, "version": kept.version, "entries": kept.entries, "next_release": due})
+        self.store.save_hot_set(hot_set(publication, self.hot_set_key), {"key": self.hot_set_key, "version": publication.version})
 
     def status(self) -> dict[str, Any]:
         """Describe what is served and whether publishing follows the folder, for /healthz (bounded size)."""
@@ -476,14 +486,7 @@ class Publisher:
                 problems.insert(0, f"watcher: not watching the folder: {self.watch_error}")
             elif stalled > WATCH_STALL_SECONDS:
                 problems.insert(0, f"watcher: has not finished a look at the folder for {stalled:.0f} s (a reload is stuck)")
-        return {
-            "status": "degraded" if problems else "ok",
-            "content_version": self.current.version,
-            "entries": len(self.current.content.entries),
-            "last_successful_load": self.loaded_at.isoformat(),
-            "problems": len(problems),
-            "error": first_problems(problems) or None,
-        }
+        return health_report(problems, self.current.version, len(self.current.content.entries), self.loaded_at)
 
     def watch(self, delay: float) -> threading.Thread:
         """Reload on file-system events (inotify), batching the events of ``delay`` s of quiet into one reload.

@@ -305,7 +305,7 @@ class Store:
     # --- the hot set of the version served last, for the next start ------------------------------
 
     def save_hot_set(self, hot_set: Any, note: Mapping[str, Any]) -> None:
-        """Keep ``hot_set`` (publication.HotSet) for the next start, and ``note`` (what it is) where ``hot_set_note`` reads it."""
+        """Keep ``hot_set`` (publication.HotSet) for the next start, and ``note`` (which one it is) where ``hot_set_note`` reads it."""
         if self._write_aside(HOT_SET_FILE, lambda out: pickle.dump(hot_set, out, pickle.HIGHEST_PROTOCOL)):
             self.remember(HOT_SET_SETTING, json.dumps(note))
 

@@ -22,7 +22,7 @@ from pathlib import Path
 from .content import ContentError, Problem
 from .fastpath import answer
 from .publication import HotSet
-from .publisher import first_problems, open_watch
+from .publisher import first_problems, health_report, open_watch
 from .store import Store
 
 log = logging.getLogger(__name__)
@@ -105,16 +105,9 @@ class WarmStart:
     def _unavailable(self, environ: dict, start_response: Callable):
         if environ.get("PATH_INFO") == "/healthz":
             problems = [str(p) for p in self.error.problems] if self.error is not None else ["starting: the archive is loading"]
-            status = {
-                "status": "degraded",
-                "content_version": self.version,
-                "entries": self.hot.entries,
-                "last_successful_load": None,
-                "problems": len(problems),
-                "error": first_problems(problems),
-            }
-            body = json.dumps(status).encode()
-            start_response("200 OK", [("Content-Type", "application/json; charset=utf-8"), ("Cache-Control", "no-store")])
+            body = json.dumps(health_report(problems, self.version, self.hot.entries, None)).encode()
+            headers = [("Content-Type", "application/json; charset=utf-8"), ("Cache-Control", "no-store")]
+            start_response("200 OK", [*headers, ("Content-Length", str(len(body)))])
             return [body]
         why = "content problems keep this document from being served" if self.error is not None else "the service is starting"
         body = f"Service unavailable: {why}; try again shortly (see /healthz).\n".encode()

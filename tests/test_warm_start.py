@@ -23,7 +23,7 @@ from feedsvc.publication import HotSet
 from feedsvc.publisher import hot_set_key
 from feedsvc.store import Store
 from tests.conftest import ROOT, write_entry
-from tests.servers import free_port, running_service
+from tests.servers import RecordingHub, free_port, running_service
 
 
 def _get(url: str, timeout: float = 30) -> tuple[int, Message, bytes]:
@@ -124,6 +124,10 @@ def _kept(content_dir, state_dir, **config):
     app = create_app(config)
     client = app.test_client()
     served = {path: client.get(path) for path in ("/", "/feed.xml", "/atom.xml")}
+    notifier = app.extensions["feedsvc.websub"]
+    if notifier is not None:  # the service stops: this worker serves nothing any more
+        assert notifier.wait(30)
+        notifier.close()
     return config, served
 
 
@@ -168,6 +172,34 @@ def test_a_warm_start_answers_from_the_hot_set_before_its_publisher_started(cont
     assert app.extensions["feedsvc.start"].wait(30)
     assert app.extensions["feedsvc"].current.version == app.extensions["feedsvc.start"].version
     assert app.extensions["feedsvc.start"].hot is None  # the publication has its own copies of those documents
+
+
+def test_no_hub_ping_runs_ahead_of_a_worker_still_serving_its_hot_set(content_dir, state_dir, monkeypatch):
+    hub = RecordingHub()
+    try:
+        config, _ = _kept(content_dir, state_dir, HUB_URL=hub.url)
+        write_entry(content_dir, "offline.md", 'id: "urn:example:offline"\ntitle: Offline\ndate: 2025-07-10T10:00:00Z\nsection: latest')
+        hub.clear()
+        released = threading.Event()
+        real_publisher = feedsvc.Publisher
+
+        def held_in_warm_starts(*args, **kwargs):  # the warm worker's archive takes a while to load
+            if threading.current_thread().name == "feedsvc-start":
+                assert released.wait(30)
+            return real_publisher(*args, **kwargs)
+
+        monkeypatch.setattr(feedsvc, "Publisher", held_in_warm_starts)
+        warm = create_app({**config, "WARM_START": hot_set_key({**feedsvc.DEFAULTS, **config})})
+        other = create_app(config)  # the other worker, started the ordinary way: the new version
+        assert b"urn:example:offline" in other.test_client().get("/feed.xml").data
+        assert other.extensions["feedsvc.websub"].wait(30)
+        assert hub.received == []  # the hub's fetch could land on the warm worker, still serving the old feed
+        released.set()
+        assert warm.extensions["feedsvc.start"].wait(30)
+        assert warm.extensions["feedsvc.websub"].wait(30)
+        assert "http://127.0.0.1:8000/feed.xml" in hub.topics()  # pinged once both serve the new version
+    finally:
+        hub.close()
 
 
 def test_a_start_that_fails_unexpectedly_is_named_and_tried_again_on_the_next_change(content_dir, state_dir, monkeypatch):
