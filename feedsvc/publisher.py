@@ -107,14 +107,39 @@ def _settle_heap() -> None:
     _trim_heap()
 
 
-def _glibc_trim() -> Callable[[int], int] | None:
+def _glibc() -> ctypes.CDLL | None:
     try:
-        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
-    except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to call
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.malloc_trim, libc.mallopt  # noqa: B018 (both or neither: not glibc, say musl or macOS)
+        return libc
+    except (OSError, AttributeError):
         return None
 
 
-_MALLOC_TRIM = _glibc_trim()
+_LIBC = _glibc()
+_MALLOC_TRIM = _LIBC.malloc_trim if _LIBC is not None else None
+_MALLOPT = _LIBC.mallopt if _LIBC is not None else None
+_M_MMAP_THRESHOLD, _M_ARENA_MAX = -3, -8  # mallopt(3) parameters, from glibc's <malloc.h>
+# Blocks from this size up get their own mapping, given back the moment they are freed: a build's
+# big dicts and tuples (100,000 entries: several MB each) and documents rendered on request.
+# glibc's default threshold starts here but grows to the largest block freed so far, after which
+# such blocks land in the heap and leave holes beside the entries that stay.
+HEAP_MMAP_THRESHOLD = 128 * 1024
+# Allocation arenas of the C heap: glibc gives threads up to 8 per core, each a heap of its own
+# that a build in the watcher thread or a render in a server thread grows and keeps.
+HEAP_ARENAS = 2
+
+
+def tune_heap() -> None:
+    """Make glibc's heap give a long-lived process's freed memory back (mallopt(3); nothing elsewhere).
+
+    Measured at 100,000 entries under `serve` (2 workers): each edit's reload left each worker
+    17-40 MB larger (the first edit most); with these two settings, 1 MB. Either setting alone
+    did most of it (PSS of the server 568 -> 518-524 MiB after edits and old pages).
+    """
+    if _MALLOPT is not None:
+        _MALLOPT(_M_MMAP_THRESHOLD, HEAP_MMAP_THRESHOLD)
+        _MALLOPT(_M_ARENA_MAX, HEAP_ARENAS)
 
 
 def _trim_heap() -> None:
@@ -287,6 +312,7 @@ class Publisher:
         ``hot_set_key``: keep the hot set of every version served under this key (``hot_set_key``)
         for the next start of `serve` (warmstart.py).
         """
+        tune_heap()  # before the first load: a long-lived holder of a large heap
         self.directory = Path(directory)
         self.clock = clock  # when scheduled entries go live (tests inject one)
         self._loaded: Content | None = None  # the last load that built, scheduled entries included

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
 
 import pytest
 
-from tests.conftest import write_entry
+from tests.conftest import ROOT, write_entry
 
 NEW_POST = """
     id: "urn:uuid:0d9e2f57-2f5b-4df4-9d43-6c0d3c7a0b11"
@@ -256,6 +258,60 @@ def test_settling_after_a_build_gives_freed_heap_memory_back_to_the_system():
     publisher_module._settle_heap()
     assert before - _rss_kib() > 20_000, (before, _rss_kib())
     assert len(kept) == 600
+
+
+# In a fresh process (mallopt settings are process-wide): what glibc does with a freed large block's
+# successors and with eight threads' allocations, with and without ``tune_heap``.
+_HEAP_PROBE = """
+import ctypes, ctypes.util, sys, threading
+if sys.argv[1] == "tuned":
+    from feedsvc.publisher import tune_heap
+    tune_heap()
+libc = ctypes.CDLL(ctypes.util.find_library("c"))
+class MallInfo2(ctypes.Structure):
+    _fields_ = [(n, ctypes.c_size_t) for n in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
+libc.mallinfo2.restype = MallInfo2
+freed = bytes(4 * 1024 * 1024)
+del freed  # glibc's threshold for mapping a block now grows past 4 MB
+mapped = libc.mallinfo2().hblks
+document = bytes(512 * 1024)  # say, an archive feed rendered on request
+print(libc.mallinfo2().hblks - mapped, flush=True)
+barrier = threading.Barrier(8)
+def allocate():
+    barrier.wait()
+    kept = [bytes(2000) for _ in range(100)]  # past pymalloc's 512 bytes: glibc's heap
+    barrier.wait()
+threads = [threading.Thread(target=allocate) for _ in range(8)]
+for thread in threads:
+    thread.start()
+for thread in threads:
+    thread.join()
+libc.malloc_stats()  # one "Arena N:" paragraph per arena, on stderr
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's heap")
+def test_tuning_the_heap_maps_large_blocks_and_bounds_the_arenas():
+    def probe(mode: str) -> tuple[int, int]:
+        done = subprocess.run([sys.executable, "-c", _HEAP_PROBE, mode], cwd=ROOT, capture_output=True, text=True, check=True, timeout=60)
+        return int(done.stdout.split()[0]), done.stderr.count("Arena ")
+
+    plain_mapped, plain_arenas = probe("plain")
+    tuned_mapped, tuned_arenas = probe("tuned")
+    assert (plain_mapped, tuned_mapped) == (0, 1)  # untuned, a freed 512 KB document would leave a hole in the heap
+    assert plain_arenas > 2 >= tuned_arenas, (plain_arenas, tuned_arenas)
+
+
+def test_a_publisher_tunes_the_heap_before_its_first_load(content_dir, monkeypatch):
+    from feedsvc import publisher as publisher_module
+    from feedsvc.publisher import Publisher
+
+    order = []
+    monkeypatch.setattr(publisher_module, "tune_heap", lambda: order.append("tuned"))
+    real_load = publisher_module.load_content
+    monkeypatch.setattr(publisher_module, "load_content", lambda *a, **k: order.append("loaded") or real_load(*a, **k))
+    Publisher(content_dir)
+    assert order[:2] == ["tuned", "loaded"]
 
 
 def test_an_idle_watcher_hands_freed_memory_back_every_safety_net_round(content_dir, state_dir, monkeypatch):
