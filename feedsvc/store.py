@@ -28,13 +28,17 @@ import sqlite3
 import sys
 import threading
 import time
+from array import array
+from collections import deque
 from collections.abc import Callable, Collection, Iterable, Mapping
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from dataclasses import fields
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from .models import Heading
+from .content import ContentFile, FolderScan, LoadMemo
+from .models import Entry, Heading
 
 DATABASE_FILE = "feedsvc.sqlite3"
 SNAPSHOT_FILE = "last-load.pickle"  # the loader's memo of the last whole load (Store.save_snapshot)
@@ -267,13 +271,15 @@ class Store:
 
     # --- the loader's last load, for the next start ------------------------------------------------
 
-    def save_snapshot(self, value: Any) -> None:
-        """Keep ``value`` (the loader's memo of a whole load) for the next start: one file, written aside and renamed in.
+    def save_snapshot(self, memo: LoadMemo) -> None:
+        """Keep ``memo`` (the loader's memo of a whole load) for the next start: one file, written aside and renamed in.
 
         One pickle of 100,000 entries loads in about a second; the same entries one by one from
-        ``parsed_entries`` take five (a row, a pickle and a body reference each).
+        ``parsed_entries`` take five (a row, a pickle and a body reference each). It is written as
+        columns (``_memo_columns``), not as the objects themselves: see there.
         """
-        self._write_aside(SNAPSHOT_FILE, lambda out: _SnapshotPickler(out, pickle.HIGHEST_PROTOCOL).dump(value))
+        columns = _memo_columns(memo)
+        self._write_aside(SNAPSHOT_FILE, lambda out: _SnapshotPickler(out, pickle.HIGHEST_PROTOCOL).dump(columns))
 
     def _write_aside(self, name: str, write: Callable[[Any], None]) -> bool:
         """Write the file ``name`` in the state folder aside and rename it in (readers see the old or the new one)."""
@@ -289,13 +295,14 @@ class Store:
                 os.unlink(temporary)
             return False
 
-    def load_snapshot(self) -> Any | None:
+    def load_snapshot(self) -> LoadMemo | None:
         """Return what ``save_snapshot`` kept, or None (none yet, or written by other code: the loader then uses the parses)."""
         collecting = gc.isenabled()
         gc.disable()  # a million new objects would trigger passes over all of them: half the time of the load
         try:
             with open(self.directory / SNAPSHOT_FILE, "rb") as source:
-                return _SnapshotUnpickler(source, self).load()
+                columns = _SnapshotUnpickler(source, self).load()
+            return _memo_from_columns(columns, self) if isinstance(columns, dict) and columns.get("format") == _SNAPSHOT_FORMAT else None
         except Exception:  # missing, truncated, or classes that changed since: start without it
             return None
         finally:
@@ -465,3 +472,107 @@ class StoredBody:
 
     def summary(self) -> str:
         return self.store.body(self.key)[2]
+
+
+# --- the kept load as columns ---------------------------------------------------------------------
+#
+# Pickled as objects, 100,000 entries left ~44 MB of holes in every worker's heap: the unpickler
+# keeps every temporary it makes (each entry's state tuple, each datetime's and each record's
+# arguments, each body's reference) until the end, between the entries that stay, and freed then
+# they leave most memory pages partly used. As columns, a value is either what the memo keeps (a
+# title, a name) or part of one large object (an array of sizes), and the few objects made while
+# decoding are freed before the next is made: the same memory slot, again and again.
+_SNAPSHOT_FORMAT = "feedsvc kept load, columns 1"
+_EPOCH = datetime(1970, 1, 1)  # moments are kept as microseconds of their wall time since then, and their zone
+_MICROSECOND = timedelta(microseconds=1)
+_SPECIAL_FIELDS = ("body", "published", "updated")
+_ENTRY_FIELDS = tuple(entry_field.name for entry_field in fields(Entry))
+_PLAIN_FIELDS = tuple(name for name in _ENTRY_FIELDS if name not in _SPECIAL_FIELDS)
+_SETTERS = {name: Entry.__dict__[name].__set__ for name in _ENTRY_FIELDS}
+
+
+def _moments(values: list[datetime]) -> dict[str, Any]:
+    return {
+        "wall": array("q", ((value.replace(tzinfo=None) - _EPOCH) // _MICROSECOND for value in values)),
+        "zone": [value.tzinfo for value in values],  # a few objects, pickled once each
+        "fold": bytes(value.fold for value in values),
+    }
+
+
+def _from_moments(column: dict[str, Any]) -> list[datetime]:
+    return [
+        (_EPOCH + timedelta(microseconds=wall)).replace(tzinfo=zone, fold=fold)
+        for wall, zone, fold in zip(column["wall"], column["zone"], column["fold"], strict=True)
+    ]
+
+
+def _memo_columns(memo: LoadMemo) -> dict[str, Any]:
+    """Write the loader's memo as columns: every entry file's record, parse key and entry field by field."""
+    names = list(memo.files)
+    records, keys, entries = (list(column) for column in zip(*memo.files.values(), strict=True)) if names else ([], [], [])
+    place = {id(entry): at for at, entry in enumerate(entries)}
+    where = {id(record): at for at, record in enumerate(records)}
+    columns: dict[str, Any] = {
+        "format": _SNAPSHOT_FORMAT,
+        "site_digest": memo.site_digest,
+        "names": names,
+        "paths": [record.path for record in records],
+        "sizes": array("q", (record.size for record in records)),
+        "mtimes": array("q", (record.mtime_ns for record in records)),
+        "keys": keys,
+        # a body in the store is known by the entry's parse key and digest: None says so
+        "body": [
+            None if type(entry.body) is StoredBody and entry.body.parse_key is key and entry.body.digest == entry.digest else entry.body
+            for key, entry in zip(keys, entries, strict=True)
+        ],
+        "published": _moments([entry.published for entry in entries]),
+        "updated": _moments([entry.updated for entry in entries]),
+        "updated_is_published": bytes(entry.updated is entry.published for entry in entries),
+        "newest_first": None if memo.newest_first is None else array("i", (place[id(entry)] for entry in memo.newest_first)),
+        "drafts": array("i", (place[id(entry)] for entry in memo.drafts)),
+        # the scan's records: those of entry files are the memo's (their place), the others (images, the site file) as they are
+        "scan": [where.get(id(record), record) for record in memo.scan.files],
+        "scan_problems": memo.scan.problems,
+        "scan_links": memo.scan.links,
+        "fresh": memo.fresh,
+        "with_media": memo.with_media,
+        "images": memo.images,
+    }
+    for name in _PLAIN_FIELDS:
+        columns[name] = [getattr(entry, name) for entry in entries]
+    return columns
+
+
+def _memo_from_columns(columns: dict[str, Any], store: Store) -> LoadMemo:
+    """Make the loader's memo again from ``_memo_columns``: the same values, the same objects shared as before."""
+    names, keys = columns["names"], columns["keys"]
+    records = list(map(ContentFile, names, columns["paths"], columns["sizes"], columns["mtimes"]))
+    entries = [object.__new__(Entry) for _ in names]
+    for name in _PLAIN_FIELDS:
+        deque(map(_SETTERS[name], entries, columns[name]), maxlen=0)
+    published = _from_moments(columns["published"])
+    updated = _from_moments(columns["updated"])
+    for at in (at for at, same in enumerate(columns["updated_is_published"]) if same):
+        updated[at] = published[at]
+    deque(map(_SETTERS["published"], entries, published), maxlen=0)
+    deque(map(_SETTERS["updated"], entries, updated), maxlen=0)
+    bodies = [
+        StoredBody(store, key, entry.digest) if body is None else body
+        for key, entry, body in zip(keys, entries, columns["body"], strict=True)
+    ]
+    deque(map(_SETTERS["body"], entries, bodies), maxlen=0)
+    order = columns["newest_first"]
+    return LoadMemo(
+        site_digest=columns["site_digest"],
+        files=dict(zip(names, zip(records, keys, entries, strict=True), strict=True)),
+        newest_first=None if order is None else tuple(entries[at] for at in order),
+        drafts=tuple(entries[at] for at in columns["drafts"]),
+        fresh=columns["fresh"],
+        with_media=columns["with_media"],
+        scan=FolderScan(
+            tuple(records[item] if isinstance(item, int) else item for item in columns["scan"]),
+            columns["scan_problems"],
+            columns["scan_links"],
+        ),
+        images=columns["images"],
+    )
