@@ -103,7 +103,7 @@ _Loader.yaml_implicit_resolvers = {
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
 # Bump when parsing changes what an entry holds: cached parses of older code are not reused.
-PARSER_VERSION = b"feedsvc-parse-8"
+PARSER_VERSION = b"feedsvc-parse-9"
 
 
 # --- converters: value from YAML -> python value, or _FieldError with the fix ---------------

@@ -8,6 +8,7 @@ import itertools
 import operator
 import re
 import unicodedata
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime, tzinfo
 from typing import Protocol
@@ -146,9 +147,43 @@ def by_period(entries: tuple[Entry, ...], length: int = 10) -> dict[str, tuple[E
     return grouped
 
 
+_ENTRY_PAGES = "/posts/"  # where entry pages are: _ENTRY_PAGES + slug + "/"
+
+
 def entry_path(slug: str) -> str:
     """Return the site path of the page of the entry called ``slug``."""
-    return f"/posts/{slug}/"
+    return f"{_ENTRY_PAGES}{slug}/"
+
+
+class EntryPages(Mapping[str, "Entry"]):
+    """Every entry page's path -> its entry, held by slug: the paths are made when asked for (100,000 kept
+    paths cost every worker ~7 MB), the slugs are the entries' own strings."""
+
+    __slots__ = ("_by_slug",)
+
+    def __init__(self, entries: Iterable[Entry]):
+        self._by_slug = {entry.slug: entry for entry in entries}
+
+    @staticmethod
+    def _slug(path: object) -> str | None:
+        if isinstance(path, str) and path.startswith(_ENTRY_PAGES) and path.endswith("/"):
+            return path[len(_ENTRY_PAGES) : -1]
+        return None
+
+    def __getitem__(self, path: str) -> Entry:
+        entry = self._by_slug.get(self._slug(path))
+        if entry is None:
+            raise KeyError(path)
+        return entry
+
+    def __contains__(self, path: object) -> bool:
+        return self._slug(path) in self._by_slug
+
+    def __iter__(self) -> Iterator[str]:
+        return map(entry_path, self._by_slug)
+
+    def __len__(self) -> int:
+        return len(self._by_slug)
 
 
 class StoredText(Protocol):
@@ -191,12 +226,16 @@ class Entry:
     media: tuple[MediaFile, ...] = ()  # every content folder image the entry shows (its image and the body's)
     draft: bool = False
     # derived once, not at each of the several passes of every build over 100,000 entries:
-    path: str = field(init=False, repr=False, compare=False)  # the site path of the entry's page
     day: str = field(init=False, repr=False, compare=False)  # the UTC day of publication (YYYY-MM-DD): its archive documents
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "path", entry_path(self.slug))
         object.__setattr__(self, "day", utc_day(self.published))
+
+    @property
+    def path(self) -> str:
+        """Return the site path of the entry's page (made when asked: only pages and feed items ask, and 100,000
+        kept paths cost every worker ~7 MB)."""
+        return entry_path(self.slug)
 
     # pickled as a plain tuple of its fields: dataclasses' own slots pickling calls fields() per
     # entry, 60 % of unpickling 100,000 entries from the store at a start

@@ -40,7 +40,7 @@ from .indexes import (
     render_sitemap_index,
 )
 from .markdown import shorten
-from .models import Content, Entry, MediaFile, by_period, tag_labels
+from .models import Content, Entry, EntryPages, MediaFile, by_period, tag_labels
 from .pages import (
     ArchiveMonth,
     FeedLink,
@@ -526,7 +526,7 @@ def build_publication(
                 [Problem(entry.source, "file", f"cannot be rendered: {type(error).__name__}: {shorten(str(error), 80)}")]
             ) from error
 
-    pages = {entry.path: entry for entry in content.entries}
+    pages = EntryPages(content.entries)
     # an entry page rendered for the version before is kept when the page's context and the entry's digest are the same
     same_pages = previous is not None and previous.page_key == page_key
 

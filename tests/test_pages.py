@@ -6,6 +6,7 @@ import feedparser
 import lxml.html
 import pytest
 
+from feedsvc.content import load_content
 from tests.conftest import write_entry
 
 BASE = "http://127.0.0.1:8000"
@@ -145,3 +146,15 @@ def test_assets_have_content_hashed_names_and_are_cached_forever(client, content
     assert response.headers["Cache-Control"] == "public, max-age=31536000, immutable"
     assert response.headers["Content-Type"] == "text/css; charset=utf-8"
     assert hashlib.sha256(response.data).hexdigest()[:12] in url  # a new name whenever the bytes change
+
+
+def test_entry_pages_are_found_by_path_though_held_by_slug(content_dir):
+    from feedsvc.models import EntryPages
+
+    entries = load_content(content_dir).entries
+    pages = EntryPages(entries)
+    assert len(pages) == len(entries) and set(pages) == {entry.path for entry in entries}
+    first = entries[0]
+    assert pages[first.path] is first and first.path in pages and pages.get(first.path) is first
+    for other in (first.path.rstrip("/"), "/tags" + first.path, f"/posts/{first.slug}/x/", "/posts//", None, 7):
+        assert other not in pages and pages.get(other) is None
