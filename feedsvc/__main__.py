@@ -80,7 +80,7 @@ def _load(
     New files are parsed on every core (this runs before any thread starts); ``store`` or
     ``cache`` keep the parses for the next load and the service's workers.
     """
-    memo, kept = kept_load(store or cache)  # the last whole load: a build after one edit reads one file
+    memo, kept = kept_load(store or cache, directory)  # the last whole load: a build after one edit reads one file
     try:
         config = config_from_env()
         loaded = load_content(

@@ -549,10 +549,13 @@ def is_entry_name(name: str) -> bool:
 
 
 class ContentFile(NamedTuple):
-    """A file the loader will read: its name relative to the folder, and what stat said of it."""
+    """A file the loader will read: its name relative to the folder, and what stat said of it.
+
+    Its path is the scan's folder and its name (``FolderScan.path``), not kept: 100,000 paths
+    cost every worker ~8 MB.
+    """
 
     name: str
-    path: str
     size: int
     mtime_ns: int
 
@@ -564,6 +567,11 @@ class FolderScan:
     files: tuple[ContentFile, ...]
     problems: tuple[Problem, ...]
     links: tuple[str, ...] = ()  # content files that are symlinks (to files inside the folder): their targets' edits name the target
+    root: str = ""  # the folder scanned, as it was named
+
+    def path(self, file: ContentFile) -> str:
+        """Return the path of one of the scan's files."""
+        return os.path.join(self.root, file.name)
 
 
 _SPECIAL = {stat.S_IFIFO: "a FIFO", stat.S_IFCHR: "a character device", stat.S_IFBLK: "a block device", stat.S_IFSOCK: "a socket"}
@@ -579,8 +587,8 @@ def _file_problem(name: str, mode: int) -> Problem | None:
 def scan_folder(directory: Path, known: Iterable[ContentFile] = ()) -> FolderScan:
     """List the site file and every entry file, sorted: the one list the loader and the watcher share.
 
-    ``known``: records of an earlier scan (or the last load's); a regular file that stat shows
-    unchanged keeps its record object instead of a new equal one, so a restart's scan does not
+    ``known``: records of an earlier scan of the same folder (or the last load's); a regular file
+    that stat shows unchanged keeps its record object instead of a new equal one, so a restart's scan does not
     hold every record twice beside the kept load, and the loader finds changes by identity.
 
     Nothing is opened: a FIFO, device or socket with a content name is reported, never read. A
@@ -598,7 +606,7 @@ def scan_folder(directory: Path, known: Iterable[ContentFile] = ()) -> FolderSca
     try:
         root = os.path.realpath(directory)
     except OSError as error:
-        return FolderScan((), (Problem(".", "folder", f"cannot be resolved ({error.strerror})"),))
+        return FolderScan((), (Problem(".", "folder", f"cannot be resolved ({error.strerror})"),), root=os.fspath(directory))
     pending = [(os.fspath(directory), "")]
     while pending:
         folder, prefix = pending.pop()
@@ -622,11 +630,7 @@ def scan_folder(directory: Path, known: Iterable[ContentFile] = ()) -> FolderSca
                         continue
                     info = item.stat(follow_symlinks=False)
                     found = earlier.get(name)
-                    if (
-                        found is None
-                        or not stat.S_ISREG(info.st_mode)
-                        or (found.size, found.mtime_ns, found.path) != (info.st_size, info.st_mtime_ns, item.path)
-                    ):
+                    if found is None or not stat.S_ISREG(info.st_mode) or (found.size, found.mtime_ns) != (info.st_size, info.st_mtime_ns):
                         found = _content_file(root, name, item.path, info)
                 except OSError as error:  # deleted or renamed while we looked
                     found = Problem(name, "file", f"cannot be read ({error.strerror})")
@@ -636,7 +640,7 @@ def scan_folder(directory: Path, known: Iterable[ContentFile] = ()) -> FolderSca
                         links.append(name)
                 elif found is not None:
                     problems.append(found)
-    return _folder_scan(files, problems, links)
+    return _folder_scan(files, problems, links, os.fspath(directory))
 
 
 def _one_at_a_time(listing: Iterator[os.DirEntry], shown: str, problems: list[Problem]) -> Iterator[os.DirEntry]:
@@ -648,9 +652,9 @@ def _one_at_a_time(listing: Iterator[os.DirEntry], shown: str, problems: list[Pr
         problems.append(Problem(shown, "folder", f"cannot be read ({error.strerror}); fix its permissions"))
 
 
-def _folder_scan(files: Iterable[ContentFile], problems: Iterable[Problem], links: Iterable[str]) -> FolderScan:
+def _folder_scan(files: Iterable[ContentFile], problems: Iterable[Problem], links: Iterable[str], root: str) -> FolderScan:
     """A scan in the one order every scan has (files and problems by name), however it was found."""
-    return FolderScan(tuple(sorted(files)), _in_order(problems), tuple(sorted(links)))
+    return FolderScan(tuple(sorted(files)), _in_order(problems), tuple(sorted(links)), root)
 
 
 def _in_order(problems: Iterable[Problem]) -> tuple[Problem, ...]:
@@ -671,7 +675,7 @@ def _content_file(root: str, name: str, path: str, info: os.stat_result) -> Cont
         if os.path.commonpath((root, target)) != root:
             return Problem(name, "file", f"is a symlink to {quote(target)}, outside the content folder; copy the file in")
         info = os.stat(path)
-    return _file_problem(name, info.st_mode) or ContentFile(name, path, info.st_size, info.st_mtime_ns)
+    return _file_problem(name, info.st_mode) or ContentFile(name, info.st_size, info.st_mtime_ns)
 
 
 def rescan_folder(directory: Path, previous: FolderScan, changed: Iterable[str]) -> FolderScan:
@@ -742,12 +746,13 @@ def rescan_folder(directory: Path, previous: FolderScan, changed: Iterable[str])
                 links.add(name)
         elif found is not None:
             problems[name] = found
-    return FolderScan(tuple(files), _in_order(problems.values()), tuple(sorted(links)))
+    return FolderScan(tuple(files), _in_order(problems.values()), tuple(sorted(links)), folder)
 
 
 def content_files(directory: Path) -> list[Path]:
     """The paths of the folder's content files, sorted by name (see ``scan_folder``)."""
-    return [Path(file.path) for file in scan_folder(directory).files]
+    scan = scan_folder(directory)
+    return [Path(scan.path(file)) for file in scan.files]
 
 
 def read_limited(path: Path, name: str, limit: int, problems: list[Problem]) -> bytes | None:
@@ -1038,7 +1043,7 @@ def _sorted_out(
         name = file.name
         if not name.endswith(ENTRY_SUFFIX):
             if name != SITE_FILE:
-                images[name] = (file.path, file.size, file.mtime_ns)
+                images[name] = (scan.path(file), file.size, file.mtime_ns)
             continue
         files.append(file)
         if _unseen(file, remembered, size_limit):
@@ -1174,11 +1179,13 @@ def load_content(
 
     def note_digest(name: str, file_digest: str) -> None:
         file_digests[name] = file_digest
-        # one string object per key: the memo, the store's body references and this load share it
-        keys[name] = sys.intern(f"{file_digest}:{site_digest}")
+        # one string object per key: the memo, the store's body references and this load share it; 128 bits
+        # of each digest name a parse as surely as 256 (no two files' keys meet by chance), in ~64 bytes less a
+        # key: 100,000 keys are held by every worker
+        keys[name] = sys.intern(f"{file_digest[:32]}:{site_digest[:32]}")
 
     def read(file: ContentFile) -> None:
-        raw = read_limited(file.path, file.name, site.max_file_size, read_problems.setdefault(file.name, []))
+        raw = read_limited(scan.path(file), file.name, site.max_file_size, read_problems.setdefault(file.name, []))
         if raw is None:
             file_digests.pop(file.name, None)
             keys.pop(file.name, None)

@@ -272,10 +272,12 @@ def hot_set_key(config: Mapping[str, Any]) -> str:
 _MEMO_FIELDS = {memo_field.name for memo_field in fields(LoadMemo)}
 
 
-def kept_load(store: Store | None) -> tuple[LoadMemo, bool]:
-    """Return the last whole load the store kept (or an empty memo) and whether there was one."""
+def kept_load(store: Store | None, directory: str | Path) -> tuple[LoadMemo, bool]:
+    """Return the last whole load of ``directory`` the store kept (or an empty memo) and whether there was one."""
     snapshot = store.load_snapshot() if store is not None else None
     if not isinstance(snapshot, LoadMemo) or vars(snapshot).keys() != _MEMO_FIELDS:  # other code's memo: start without it
+        return LoadMemo(), False
+    if snapshot.scan.root != os.fspath(Path(directory)):  # another folder's files, by the same names: start without it
         return LoadMemo(), False
     gc.freeze()  # long-lived like the publication (``_settle_heap``): the start's collection need not walk its million objects
     return snapshot, True
@@ -322,7 +324,7 @@ class Publisher:
         self.on_new_version = on_new_version  # e.g. HubNotifier.on_new_version: must not block
         self.hot_set_key = hot_set_key
         # the last load, reused for unchanged files: at a start, the one the store kept (a restart reads no entry one by one)
-        self._parsed, kept = kept_load(store)
+        self._parsed, kept = kept_load(store, self.directory)
         self._scan: FolderScan | None = None  # the last look at the folder, which the watcher's events update
         self._checked_scan = checked_scan
         self._looked_at_everything = True  # False while the folder is known only from the check's look

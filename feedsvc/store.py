@@ -482,7 +482,7 @@ class StoredBody:
 # they leave most memory pages partly used. As columns, a value is either what the memo keeps (a
 # title, a name) or part of one large object (an array of sizes), and the few objects made while
 # decoding are freed before the next is made: the same memory slot, again and again.
-_SNAPSHOT_FORMAT = "feedsvc kept load, columns 1"
+_SNAPSHOT_FORMAT = "feedsvc kept load, columns 2"
 _EPOCH = datetime(1970, 1, 1)  # moments are kept as microseconds of their wall time since then, and their zone
 _MICROSECOND = timedelta(microseconds=1)
 _SPECIAL_FIELDS = ("body", "published", "updated")
@@ -516,7 +516,6 @@ def _memo_columns(memo: LoadMemo) -> dict[str, Any]:
         "format": _SNAPSHOT_FORMAT,
         "site_digest": memo.site_digest,
         "names": names,
-        "paths": [record.path for record in records],
         "sizes": array("q", (record.size for record in records)),
         "mtimes": array("q", (record.mtime_ns for record in records)),
         "keys": keys,
@@ -534,6 +533,7 @@ def _memo_columns(memo: LoadMemo) -> dict[str, Any]:
         "scan": [where.get(id(record), record) for record in memo.scan.files],
         "scan_problems": memo.scan.problems,
         "scan_links": memo.scan.links,
+        "scan_root": memo.scan.root,
         "fresh": memo.fresh,
         "with_media": memo.with_media,
         "images": memo.images,
@@ -546,7 +546,7 @@ def _memo_columns(memo: LoadMemo) -> dict[str, Any]:
 def _memo_from_columns(columns: dict[str, Any], store: Store) -> LoadMemo:
     """Make the loader's memo again from ``_memo_columns``: the same values, the same objects shared as before."""
     names, keys = columns["names"], columns["keys"]
-    records = list(map(ContentFile, names, columns["paths"], columns["sizes"], columns["mtimes"]))
+    records = list(map(ContentFile, names, columns["sizes"], columns["mtimes"]))
     entries = [object.__new__(Entry) for _ in names]
     for name in _PLAIN_FIELDS:
         deque(map(_SETTERS[name], entries, columns[name]), maxlen=0)
@@ -573,6 +573,7 @@ def _memo_from_columns(columns: dict[str, Any], store: Store) -> LoadMemo:
             tuple(records[item] if isinstance(item, int) else item for item in columns["scan"]),
             columns["scan_problems"],
             columns["scan_links"],
+            columns["scan_root"],
         ),
         images=columns["images"],
     )

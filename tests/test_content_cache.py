@@ -132,7 +132,7 @@ def test_a_load_holds_one_string_per_file_name_parse_key_section_and_day(content
     memo = LoadMemo()
     load_content(content_dir, parsed=memo, cache=store)  # a restart: every entry read from the store
     keep_load(store, memo, False)
-    for attempt, loaded in (("from the store's parses", memo), ("from the kept load", kept_load(store)[0])):
+    for attempt, loaded in (("from the store's parses", memo), ("from the kept load", kept_load(store, content_dir)[0])):
         shared: dict[str, str] = {}
         for name, (file, key, entry) in loaded.files.items():
             assert entry.source is file.name is name, (attempt, name)
@@ -278,13 +278,13 @@ def test_a_snapshot_of_another_version_s_memo_is_ignored(content_dir, state_dir)
     memo = LoadMemo()
     load_content(content_dir, parsed=memo, cache=store)
     store.save_snapshot(memo)
-    assert kept_load(store)[1]
+    assert kept_load(store, content_dir)[1]
     columns = pickle.loads((state_dir / SNAPSHOT_FILE).read_bytes())
     for other in ({**columns, "format": "feedsvc kept load, columns 0"}, {k: v for k, v in columns.items() if k != "title"}):
         (state_dir / SNAPSHOT_FILE).write_bytes(pickle.dumps(other))
-        assert kept_load(store) == (LoadMemo(), False)
+        assert kept_load(store, content_dir) == (LoadMemo(), False)
     (state_dir / SNAPSHOT_FILE).write_bytes(pickle.dumps(columns))
-    assert kept_load(store)[1]
+    assert kept_load(store, content_dir)[1]
 
 
 def test_a_kept_load_comes_back_equal_sharing_what_it_shared(tmp_path, state_dir):
@@ -347,7 +347,7 @@ if sys.argv[1] == "write":
         key, digest = f"{n:064x}:{'s' * 64}", f"{n:032x}"
         entry = Entry(f"urn:example:{n}", f"story-{n:06d}", f"Story number {n} of the archive", moment, moment, "news", None,
                       StoredBody(store, key, digest), name, digest)
-        files[name] = (ContentFile(name, "/srv/content/" + name, 2000 + n, 1_700_000_000_000_000_000 + n), key, entry)
+        files[name] = (ContentFile(name, 2000 + n, 1_700_000_000_000_000_000 + n), key, entry)
     entries = tuple(entry for _, _, entry in files.values())
     store.save_snapshot(LoadMemo("s" * 64, files, entries[::-1], (), 0, (), FolderScan(tuple(r for r, _, _ in files.values()), ()), {}))
 else:
@@ -463,3 +463,17 @@ def test_a_build_after_one_edit_starts_from_the_last_build_s_load(content_dir, s
     assert main(["build", str(tmp_path / "site"), "--content", str(content_dir)]) == 0
     assert sum(looked_up) == 1
     assert b"Newer Faces" in (tmp_path / "site" / "posts" / "new-faces-proteas-announce-test-debutants" / "index.html").read_bytes()
+
+
+def test_the_kept_load_of_another_folder_is_not_taken(content_dir, tmp_path, state_dir):
+    """The load's records hold no paths: they are its folder's files, known by name (a copy has the same names)."""
+    from feedsvc.content import LoadMemo
+    from feedsvc.publisher import keep_load, kept_load
+
+    store = Store(state_dir)
+    memo = LoadMemo()
+    load_content(content_dir, parsed=memo, cache=store)
+    keep_load(store, memo, False)
+    shutil.copytree(content_dir, tmp_path / "copy")
+    assert kept_load(store, content_dir)[1]
+    assert kept_load(store, tmp_path / "copy") == (LoadMemo(), False)
