@@ -69,10 +69,11 @@ Stamper = Callable[[Mapping[str, str]], Mapping[str, datetime]]
 # most recently used first, up to this many bytes (identity + gzip) per worker and version; the
 # rest are rendered again when asked for (same bytes, same ETag, same Last-Modified). Old documents
 # are rarely asked for twice by the same worker (a crawler or an archive-walking reader reads each
-# once; a CDN keeps what is popular): 16 MiB holds ~1,500 entry pages or ~20 days of archive feeds
-# in three formats, and rendering one again costs 1-50 ms. 64 MiB cost each worker ~40 MB after
-# 300 old pages and 100 archive feeds at 100,000 entries.
-LAZY_CACHE_BYTES = 16 * 1024 * 1024
+# once; a CDN keeps what is popular): 4 MiB holds ~370 entry pages or ~5 days of archive feeds in
+# three formats, and rendering one again costs 1-50 ms. At 100,000 entries, 64 MiB cost each worker
+# ~40 MB after 300 old pages and 100 archive feeds, 16 MiB ~19 MB: most of the memory a worker
+# gains after its start.
+LAZY_CACHE_BYTES = 4 * 1024 * 1024
 # Entry pages rendered with the version (served by the fast path from the start): the newest ones,
 # which the landing page and the subscription feeds link to.
 HOT_ENTRY_PAGES = 100
