@@ -278,9 +278,10 @@ class Entry:
         return self.headings if isinstance(body, str) else body.headings()
 
 
-_ENTRY_FIELDS = tuple(entry_field.name for entry_field in fields(Entry))
-_ENTRY_SLOT_SETTERS = tuple(Entry.__dict__[name].__set__ for name in _ENTRY_FIELDS)
-_entry_state = operator.attrgetter(*_ENTRY_FIELDS)
+ENTRY_FIELDS = tuple(entry_field.name for entry_field in fields(Entry))  # in the order of its state
+ENTRY_SLOT_SETTERS = dict(zip(ENTRY_FIELDS, (Entry.__dict__[name].__set__ for name in ENTRY_FIELDS), strict=True))
+_ENTRY_SLOT_SETTERS = tuple(ENTRY_SLOT_SETTERS.values())
+_entry_state = operator.attrgetter(*ENTRY_FIELDS)
 
 
 @dataclass(frozen=True)

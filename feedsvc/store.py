@@ -32,13 +32,12 @@ from array import array
 from collections import deque
 from collections.abc import Callable, Collection, Iterable, Mapping
 from contextlib import contextmanager
-from dataclasses import fields
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from .content import ContentFile, FolderScan, LoadMemo
-from .models import Entry, Heading
+from .models import ENTRY_FIELDS, ENTRY_SLOT_SETTERS, Entry, Heading
 
 DATABASE_FILE = "feedsvc.sqlite3"
 SNAPSHOT_FILE = "last-load.pickle"  # the loader's memo of the last whole load (Store.save_snapshot)
@@ -482,13 +481,10 @@ class StoredBody:
 # they leave most memory pages partly used. As columns, a value is either what the memo keeps (a
 # title, a name) or part of one large object (an array of sizes), and the few objects made while
 # decoding are freed before the next is made: the same memory slot, again and again.
-_SNAPSHOT_FORMAT = "feedsvc kept load, columns 2"
+_SNAPSHOT_FORMAT = "feedsvc kept load, columns 3"
 _EPOCH = datetime(1970, 1, 1)  # moments are kept as microseconds of their wall time since then, and their zone
 _MICROSECOND = timedelta(microseconds=1)
-_SPECIAL_FIELDS = ("body", "published", "updated")
-_ENTRY_FIELDS = tuple(entry_field.name for entry_field in fields(Entry))
-_PLAIN_FIELDS = tuple(name for name in _ENTRY_FIELDS if name not in _SPECIAL_FIELDS)
-_SETTERS = {name: Entry.__dict__[name].__set__ for name in _ENTRY_FIELDS}
+_PLAIN_FIELDS = tuple(name for name in ENTRY_FIELDS if name not in ("body", "published", "updated"))
 
 
 def _moments(values: list[datetime]) -> dict[str, Any]:
@@ -525,8 +521,9 @@ def _memo_columns(memo: LoadMemo) -> dict[str, Any]:
             for key, entry in zip(keys, entries, strict=True)
         ],
         "published": _moments([entry.published for entry in entries]),
-        "updated": _moments([entry.updated for entry in entries]),
+        # most entries were never updated: their ``updated`` is their ``published``, one object
         "updated_is_published": bytes(entry.updated is entry.published for entry in entries),
+        "updated": _moments([entry.updated for entry in entries if entry.updated is not entry.published]),
         "newest_first": None if memo.newest_first is None else array("i", (place[id(entry)] for entry in memo.newest_first)),
         "drafts": array("i", (place[id(entry)] for entry in memo.drafts)),
         # the scan's records: those of entry files are the memo's (their place), the others (images, the site file) as they are
@@ -549,18 +546,17 @@ def _memo_from_columns(columns: dict[str, Any], store: Store) -> LoadMemo:
     records = list(map(ContentFile, names, columns["sizes"], columns["mtimes"]))
     entries = [object.__new__(Entry) for _ in names]
     for name in _PLAIN_FIELDS:
-        deque(map(_SETTERS[name], entries, columns[name]), maxlen=0)
+        deque(map(ENTRY_SLOT_SETTERS[name], entries, columns[name]), maxlen=0)
     published = _from_moments(columns["published"])
-    updated = _from_moments(columns["updated"])
-    for at in (at for at, same in enumerate(columns["updated_is_published"]) if same):
-        updated[at] = published[at]
-    deque(map(_SETTERS["published"], entries, published), maxlen=0)
-    deque(map(_SETTERS["updated"], entries, updated), maxlen=0)
+    others = iter(_from_moments(columns["updated"]))
+    updated = [moment if same else next(others) for moment, same in zip(published, columns["updated_is_published"], strict=True)]
+    deque(map(ENTRY_SLOT_SETTERS["published"], entries, published), maxlen=0)
+    deque(map(ENTRY_SLOT_SETTERS["updated"], entries, updated), maxlen=0)
     bodies = [
         StoredBody(store, key, entry.digest) if body is None else body
         for key, entry, body in zip(keys, entries, columns["body"], strict=True)
     ]
-    deque(map(_SETTERS["body"], entries, bodies), maxlen=0)
+    deque(map(ENTRY_SLOT_SETTERS["body"], entries, bodies), maxlen=0)
     order = columns["newest_first"]
     return LoadMemo(
         site_digest=columns["site_digest"],

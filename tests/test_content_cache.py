@@ -440,11 +440,11 @@ def test_the_write_ahead_log_is_cut_back_after_a_big_load(state_dir, monkeypatch
 def test_an_entry_with_another_body_is_the_entry_replace_would_make(content_dir):
     import dataclasses
 
-    from feedsvc.models import _ENTRY_FIELDS
+    from feedsvc.models import ENTRY_FIELDS
 
     for entry in load_content(content_dir).entries:
         copied, replaced = entry.with_body("<p>x</p>"), dataclasses.replace(entry, body="<p>x</p>", headings=())
-        assert [getattr(copied, name) for name in _ENTRY_FIELDS] == [getattr(replaced, name) for name in _ENTRY_FIELDS]
+        assert [getattr(copied, name) for name in ENTRY_FIELDS] == [getattr(replaced, name) for name in ENTRY_FIELDS]
         assert entry.body != "<p>x</p>"  # a copy: the entry keeps its own body
 
 
