@@ -277,8 +277,10 @@ def kept_load(store: Store | None, directory: str | Path) -> tuple[LoadMemo, boo
     snapshot = store.load_snapshot() if store is not None else None
     if not isinstance(snapshot, LoadMemo) or vars(snapshot).keys() != _MEMO_FIELDS:  # other code's memo: start without it
         return LoadMemo(), False
-    if snapshot.scan.root != os.fspath(Path(directory)):  # another folder's files, by the same names: start without it
+    if os.path.abspath(snapshot.scan.root) != os.path.abspath(directory):  # another folder's files, by the same names
         return LoadMemo(), False
+    # named as this process names it (serve checks ``content``, its workers get the absolute path)
+    snapshot.scan = replace(snapshot.scan, root=os.fspath(Path(directory)))
     gc.freeze()  # long-lived like the publication (``_settle_heap``): the start's collection need not walk its million objects
     return snapshot, True
 

@@ -477,3 +477,18 @@ def test_the_kept_load_of_another_folder_is_not_taken(content_dir, tmp_path, sta
     shutil.copytree(content_dir, tmp_path / "copy")
     assert kept_load(store, content_dir)[1]
     assert kept_load(store, tmp_path / "copy") == (LoadMemo(), False)
+
+
+def test_the_kept_load_is_taken_for_its_folder_however_it_is_named(content_dir, state_dir, monkeypatch):
+    """serve checks ``--content content`` and gives its workers the absolute path: both are one folder."""
+    from feedsvc.content import LoadMemo
+    from feedsvc.publisher import keep_load, kept_load
+
+    monkeypatch.chdir(content_dir.parent)
+    store = Store(state_dir)
+    memo = LoadMemo()
+    load_content(content_dir.name, parsed=memo, cache=store)
+    keep_load(store, memo, False)
+    memo, kept = kept_load(store, content_dir.absolute())
+    assert kept and memo.scan.root == str(content_dir.absolute())
+    assert all(os.path.isfile(memo.scan.path(record)) for record in memo.scan.files)
