@@ -17,7 +17,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import fields, replace
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -269,15 +269,14 @@ def hot_set_key(config: Mapping[str, Any]) -> str:
     return hashlib.sha256(repr((code_digest(), sorted(settings.items()))).encode()).hexdigest()
 
 
-_MEMO_FIELDS = {memo_field.name for memo_field in fields(LoadMemo)}
-
-
 def kept_load(store: Store | None, directory: str | Path) -> tuple[LoadMemo, bool]:
-    """Return the last whole load of ``directory`` the store kept (or an empty memo) and whether there was one."""
+    """Return the last whole load of ``directory`` the store kept (or an empty memo) and whether there was one.
+
+    The store reads back only a load written in its own layout (``Store.load_snapshot``).
+    """
     snapshot = store.load_snapshot() if store is not None else None
-    if not isinstance(snapshot, LoadMemo) or vars(snapshot).keys() != _MEMO_FIELDS:  # other code's memo: start without it
-        return LoadMemo(), False
-    if os.path.abspath(snapshot.scan.root) != os.path.abspath(directory):  # another folder's files, by the same names
+    # none, or another folder's files by the same names: start without it
+    if snapshot is None or os.path.abspath(snapshot.scan.root) != os.path.abspath(directory):
         return LoadMemo(), False
     # named as this process names it (serve checks ``content``, its workers get the absolute path)
     snapshot.scan = replace(snapshot.scan, root=os.fspath(Path(directory)))

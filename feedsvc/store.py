@@ -517,7 +517,7 @@ def _memo_columns(memo: LoadMemo) -> dict[str, Any]:
         "keys": keys,
         # a body in the store is known by the entry's parse key and digest: None says so
         "body": [
-            None if type(entry.body) is StoredBody and entry.body.parse_key is key and entry.body.digest == entry.digest else entry.body
+            None if type(entry.body) is StoredBody and (entry.body.parse_key, entry.body.digest) == (key, entry.digest) else entry.body
             for key, entry in zip(keys, entries, strict=True)
         ],
         "published": _moments([entry.published for entry in entries]),

@@ -290,7 +290,7 @@ def test_a_snapshot_of_another_version_s_memo_is_ignored(content_dir, state_dir)
 def test_a_kept_load_comes_back_equal_sharing_what_it_shared(tmp_path, state_dir):
     """Written as columns, the memo reads back with every value and every shared object as the load made them."""
     from feedsvc.content import LoadMemo
-    from feedsvc.models import Entry
+    from feedsvc.models import ENTRY_FIELDS
 
     folder = tmp_path / "content"
     shutil.copytree(ROOT / "examples" / "newsroom", folder)  # images, a draft, bylines, tags, an update
@@ -308,21 +308,20 @@ def test_a_kept_load_comes_back_equal_sharing_what_it_shared(tmp_path, state_dir
     for name in ("site_digest", "newest_first", "drafts", "fresh", "with_media", "scan", "images"):
         assert getattr(back, name) == getattr(memo, name), name
     assert list(back.files) == list(memo.files)
-    for name, (record, key, entry) in memo.files.items():
-        record_back, key_back, entry_back = back.files[name]
+    for (record, key, entry), (name_back, (record_back, key_back, entry_back)) in zip(memo.files.values(), back.files.items(), strict=True):
         assert (record_back, key_back) == (record, key)
-        for field in Entry.__slots__:
+        for field in ENTRY_FIELDS:
             value, value_back = getattr(entry, field), getattr(entry_back, field)
             if field == "body":
                 assert (value_back.key, value_back.html()) == (value.key, value.html())
             else:
-                assert (value_back, type(value_back)) == (value, type(value)), (name, field)
+                assert (value_back, type(value_back)) == (value, type(value)), (name_back, field)
         assert (entry_back.published.utcoffset(), entry_back.updated.utcoffset()) == (
             entry.published.utcoffset(),
             entry.updated.utcoffset(),
         )
         assert (entry_back.updated is entry_back.published) == (entry.updated is entry.published)
-        assert entry_back.body.parse_key is key_back and entry_back.source is name_of(back, name)
+        assert entry_back.body.parse_key is key_back and entry_back.source is name_back
     assert all(entry is back.files[entry.source][2] for entry in back.newest_first + back.drafts)
     assert back.drafts and any(entry.updated is not entry.published for entry in back.newest_first)
     assert any(entry.media for entry in back.newest_first) and back.images
@@ -388,11 +387,6 @@ def test_a_kept_load_leaves_no_holes_in_the_heap(state_dir):
     used, holes = map(int, probe("load").split())
     assert used > 5_000_000  # the 20,000 entries are there
     assert holes < used * 0.03, (used, holes)
-
-
-def name_of(memo, name: str) -> str:
-    """The memo's own string object for a file name (its key)."""
-    return next(key for key in memo.files if key == name)
 
 
 def test_the_store_forgets_old_parses_once_they_outnumber_the_current_ones_counting_every_thousand(state_dir):
