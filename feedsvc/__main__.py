@@ -71,14 +71,20 @@ class Progress:
 
 
 def _load(
-    directory: str, store: Store | None = None, render_all: bool = True, cache: Store | None = None, scan: FolderScan | None = None
+    directory: str,
+    store: Store | None = None,
+    render_all: bool = True,
+    cache: Store | None = None,
+    scan: FolderScan | None = None,
+    defer_bodies: bool = False,
 ) -> Publication | None:
     """Load, validate and render content exactly as the service does, printing every problem; None when there are any.
 
     With ``render_all`` every document is rendered, entry and archive pages too, so whatever
     ``check`` accepts, ``serve`` serves; ``serve`` itself checks what it renders at start.
     New files are parsed on every core (this runs before any thread starts); ``store`` or
-    ``cache`` keep the parses for the next load and the service's workers.
+    ``cache`` keep the parses for the next load and the service's workers; with ``defer_bodies``
+    they keep the bodies without pictures unrendered, for the workers to render (``load_content``).
     """
     memo, kept = kept_load(store or cache, directory)  # the last whole load: a build after one edit reads one file
     try:
@@ -91,6 +97,7 @@ def _load(
             processes=os.cpu_count() or 1,
             scan=scan,
             progress=Progress("parsing new files"),
+            defer_bodies=defer_bodies,
         )
         keep_load(store or cache, memo, kept)  # for the next build, or the service's workers
         content = release(loaded, datetime.now(UTC))
@@ -263,8 +270,9 @@ def _check(store: Store, content: str) -> tuple[dict | None, str]:
     if checked is not None:
         _say(f"{content}: unchanged since the last start's check (same files, sizes, times and settings)")
         return checked, seen
-    # parsed on every core into the store, where the workers find it: they start without parsing
-    publication = _load(content, render_all=False, cache=store, scan=scan)  # the workers render the rest on request
+    # parsed on every core into the store, where the workers find it: they start without parsing. Bodies
+    # without pictures cannot be wrong: checked by their front matter, they are rendered once serving
+    publication = _load(content, render_all=False, cache=store, scan=scan, defer_bodies=True)  # the workers render the rest
     if publication is None:
         return None, seen
     checked = {

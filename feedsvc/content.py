@@ -29,12 +29,13 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import yaml
 from dateutil import parser as date_parser
 
-from .markdown import ImageFinder, RenderedMarkdown, render_markdown, shorten
+from .markdown import DeferredBody, ImageFinder, RenderedMarkdown, has_no_pictures, render_markdown, shorten
 from .media import MediaError, MediaLibrary, is_media_name, resolve
 from .models import (
     Author,
     Content,
     Entry,
+    Heading,
     Image,
     MediaFile,
     Section,
@@ -766,16 +767,16 @@ def read_limited(path: Path, name: str, limit: int, problems: list[Problem]) -> 
     except OSError as error:  # deleted or renamed while we were reading the folder
         problems.append(Problem(name, "file", f"cannot be read ({error.strerror})"))
         return None
-    with os.fdopen(descriptor, "rb") as file:
+    try:  # read with the descriptor itself: a file object around it cost a start of 100,000 files ~3 s
         info = os.fstat(descriptor)
         problem = _file_problem(name, info.st_mode)
         if problem is None and info.st_size <= limit:
             # ask for the size stat gave (plus one byte, to see growth), never for `limit`: a read
             # of 1 MiB allocates 1 MiB (a mapping of its own) before shrinking to the file, and
             # 100,000 such leftovers exhaust the kernel's 65,530 mappings per process
-            data = file.read(info.st_size + 1)
+            data = _read_up_to(descriptor, info.st_size + 1)
             if len(data) > info.st_size:  # grown since stat: read on, up to the limit
-                data += file.read(limit + 1 - len(data))
+                data += _read_up_to(descriptor, limit + 1 - len(data))
             if len(data) <= limit:
                 return data
         if problem is None:
@@ -785,6 +786,17 @@ def read_limited(path: Path, name: str, limit: int, problems: list[Problem]) -> 
             )
         problems.append(problem)
         return None
+    finally:
+        os.close(descriptor)
+
+
+def _read_up_to(descriptor: int, count: int) -> bytes:
+    """Read ``count`` bytes, or up to the end of the file (a read may return fewer than asked)."""
+    parts = []
+    while count > 0 and (part := os.read(descriptor, count)):
+        parts.append(part)
+        count -= len(part)
+    return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
 def _load_site(directory: Path, overrides: Mapping[str, Any], problems: list[Problem]) -> tuple[Site | None, bytes]:
@@ -832,7 +844,10 @@ def _image(values: dict, written: dict, name: str, find_image: ImageFinder, prob
     return Image(url, alt, media)
 
 
-def _parse_entry(name: str, raw: bytes, digest: str, site: Site, library: MediaLibrary, problems: list[Problem]) -> Entry | None:
+def _parse_entry(
+    name: str, raw: bytes, digest: str, site: Site, library: MediaLibrary, problems: list[Problem], defer_bodies: bool = False
+) -> Entry | None:
+    """Parse and check one entry file; with ``defer_bodies``, a body without pictures is left to render when first asked for."""
     text = _decode(raw, name, problems)
     if text is None:
         return None
@@ -864,12 +879,38 @@ def _parse_entry(name: str, raw: bytes, digest: str, site: Site, library: MediaL
     image = _image(values, data, name, find_image, problems)
     page_url = site.url(entry_path(slug))
     body_source = parts[1]
+    if defer_bodies and body_source.strip() and has_no_pictures(body_source):
+        if len(problems) > before:
+            return None
+        deferred = DeferredBody.of(body_source, page_url, values.get("summary"))
+        return _entry(values, slug, published, updated, None, deferred, name, digest, image, (), _own_media(image))
     body = render_markdown(body_source, page_url, find_image) if body_source.strip() else RenderedMarkdown("", "", (), (), ())
     problems.extend(Problem(name, "body", problem) for problem in body.problems)
     if len(problems) > before:
         return None
-    media = {image.file.name: image.file} if image is not None and image.file is not None else {}
+    media = _own_media(image)
     media.update((m.name, m) for m in body.media)
+    summary = shorten(values.get("summary") or body.lede)
+    return _entry(values, slug, published, updated, summary, body.html, name, digest, image, body.headings, media)
+
+
+def _own_media(image: Image | None) -> dict[str, MediaFile]:
+    return {image.file.name: image.file} if image is not None and image.file is not None else {}
+
+
+def _entry(
+    values: dict,
+    slug: str,
+    published: datetime,
+    updated: datetime,
+    summary: str | None,
+    body: str | DeferredBody,
+    name: str,
+    digest: str,
+    image: Image | None,
+    headings: tuple[Heading, ...],
+    media: dict[str, MediaFile],
+) -> Entry:
     if media:  # the entry's HTML names its images' digests: what reuse compares must change with them
         digest = hashlib.sha256(" ".join([digest, *(m.digest for m in media.values())]).encode()).hexdigest()[:32]
     return Entry(
@@ -879,14 +920,14 @@ def _parse_entry(name: str, raw: bytes, digest: str, site: Site, library: MediaL
         published=published,
         updated=updated,
         section=values["section"],
-        own_summary=shorten(values.get("summary") or body.lede),
-        body=body.html,
+        own_summary=summary,
+        body=body,
         source=name,
         digest=digest,
         image=image,
         authors=values.get("authors", ()),
         tags=values.get("tags", ()),
-        headings=body.headings,
+        headings=headings,
         media=tuple(media.values()),
         draft=values.get("draft", False),
     )
@@ -916,6 +957,8 @@ class ParseCache(Protocol):
 
     def parsed_entries(self, keys: Iterable[str]) -> dict[str, Any]: ...
 
+    def remember_parsed(self, entries: Mapping[str, Any]) -> Mapping[str, Any]: ...
+
     def remember_parse(
         self, files: Mapping[str, tuple[int, int, str]], entries: Mapping[str, Any], keep: Collection[str]
     ) -> Mapping[str, Any]: ...
@@ -924,13 +967,15 @@ class ParseCache(Protocol):
 PARALLEL_FROM = 1000  # files to parse before the work is shared among processes
 
 
-def _parse_files(site: Site, library: MediaLibrary, items: list[tuple[str, bytes, str]]) -> list[tuple[Entry | None, list[Problem]]]:
+def _parse_files(
+    site: Site, library: MediaLibrary, items: list[tuple[str, bytes, str]], defer_bodies: bool = False
+) -> list[tuple[Entry | None, list[Problem]]]:
     """Parse files, each to its entry (or None) and its problems; any exception becomes a problem naming the file."""
     results = []
     for name, raw, file_digest in items:
         problems: list[Problem] = []
         try:
-            entry = _parse_entry(name, raw, file_digest[:32], site, library, problems)
+            entry = _parse_entry(name, raw, file_digest[:32], site, library, problems, defer_bodies)
         except Exception as error:  # a library failing on odd input must not escape: name the file
             problems.append(Problem(name, "file", f"could not be read: {type(error).__name__}: {shorten(str(error), 80)}"))
             entry = None
@@ -942,21 +987,33 @@ Progress = Callable[[int, int], None]  # (files done, files in all): long loads 
 
 
 def _parse_all(
-    site: Site, library: MediaLibrary, items: list[tuple[str, bytes, str]], processes: int, progress: Progress | None = None
+    site: Site,
+    library: MediaLibrary,
+    items: list[tuple[str, bytes, str]],
+    processes: int,
+    progress: Progress | None = None,
+    defer_bodies: bool = False,
+    on_part: Callable[[list[tuple[str, bytes, str]], list[tuple[Entry | None, list[Problem]]]], None] | None = None,
 ) -> list[tuple[Entry | None, list[Problem]]]:
-    """Parse on ``processes`` processes when there is enough to share (forked: call only where no threads run)."""
+    """Parse on ``processes`` processes when there is enough to share (forked: call only where no threads run).
+
+    ``on_part`` is given each part's items and results as they come: it works while the other
+    processes parse the next parts.
+    """
     chunk = max(200, len(items) // (max(1, processes) * 20))
     chunks = [items[start : start + chunk] for start in range(0, len(items), chunk)]
     results: list[tuple[Entry | None, list[Problem]]] = []
     if processes < 2 or len(items) < PARALLEL_FROM:
-        parts = (_parse_files(site, library, part) for part in chunks)
+        parts = (_parse_files(site, library, part, defer_bodies) for part in chunks)
         pool = None
     else:  # the executor pickles a chunk only when a process is ready for it: the bytes are not all copied at once
         pool = ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("fork"))
-        parts = pool.map(_parse_files, [site] * len(chunks), [library] * len(chunks), chunks)
+        parts = pool.map(_parse_files, [site] * len(chunks), [library] * len(chunks), chunks, [defer_bodies] * len(chunks))
     try:
-        for part in parts:
+        for items_part, part in zip(chunks, parts, strict=True):
             results.extend(part)
+            if on_part is not None:
+                on_part(items_part, part)
             if progress is not None:
                 progress(len(results), len(items))
     finally:
@@ -1126,6 +1183,7 @@ def load_content(
     processes: int = 1,
     scan: FolderScan | None = None,
     progress: Progress | None = None,
+    defer_bodies: bool = False,
 ) -> Content:
     """Load and validate a whole content folder, or raise ContentError listing every problem.
 
@@ -1136,6 +1194,10 @@ def load_content(
     make and rsync do), so an unchanged file is not even read. ``processes`` > 1 parses many new
     files in parallel. ``scan`` is the folder's scan when the caller has just made it. Files are
     named relative to the folder in every message.
+
+    ``defer_bodies`` (with ``cache``): new bodies that show no picture, and so cannot be wrong, are
+    checked but not rendered: the cache keeps their source and renders each when first asked for
+    (``markdown.DeferredBody``). A start of 100,000 new entries spends 80 % of its parse on Markdown.
     """
     directory = Path(directory)
     if not directory.is_dir():
@@ -1214,9 +1276,29 @@ def load_content(
         if file.name in keys and file.name not in raws and keys[file.name] not in found:
             read(file)  # known digest, no parse cached (the site file changed, an image changed): read it now
     to_parse = [(f.name, raws[f.name], file_digests[f.name]) for f in pending if f.name in raws and keys[f.name] not in found]
-    parse_results = dict(zip((item[0] for item in to_parse), _parse_all(site, library, to_parse, processes, progress), strict=True))
+    stored: dict[str, Entry] = {}  # parse key -> new entry, its body kept in the cache from now on, not in this process
+    pending_files = {file.name: file for file in pending}
 
-    new_entries: dict[str, Entry] = {}
+    def keep_part(items: list[tuple[str, bytes, str]], results: list[tuple[Entry | None, list[Problem]]]) -> None:
+        # kept as each part comes, while the other processes parse the next (a failed load keeps its parses too)
+        parsed = {
+            keys[name]: _with_shared_strings(entry, pending_files[name])
+            for (name, _, _), (entry, _) in zip(items, results, strict=True)
+            if entry is not None
+        }
+        if parsed:
+            stored.update(cache.remember_parsed(parsed))
+
+    parse_results = dict(
+        zip(
+            (item[0] for item in to_parse),
+            _parse_all(
+                site, library, to_parse, processes, progress, defer_bodies and cache is not None, keep_part if cache is not None else None
+            ),
+            strict=True,
+        )
+    )
+
     read_problems = {name: found_problems for name, found_problems in read_problems.items() if found_problems}
     this_load: dict[str, tuple[ContentFile, str, Entry]]  # name -> (file, key, entry), in file order
     if trusted and (files is None or len(files) == len(remembered)) and not read_problems and all(f.name in remembered for f in pending):
@@ -1227,12 +1309,10 @@ def load_content(
             if file.name in parse_results:
                 entry, entry_problems = parse_results[file.name]
                 problems.extend(entry_problems)
-                if entry is not None:
-                    new_entries[key] = entry
             if entry is None:
                 del this_load[file.name]
             else:
-                this_load[file.name] = (file, key, _with_shared_strings(entry, file))
+                this_load[file.name] = (file, key, stored.get(key) or _with_shared_strings(entry, file))
     else:
         this_load = {}
         for file in files if files is not None else (f for f in scan.files if f.name.endswith(ENTRY_SUFFIX)):
@@ -1249,22 +1329,15 @@ def load_content(
             if name in parse_results:
                 entry, entry_problems = parse_results[name]
                 problems.extend(entry_problems)
-                if entry is not None:
-                    new_entries[key] = entry
             if entry is not None:
-                this_load[name] = (file, key, _with_shared_strings(entry, file))
+                this_load[name] = (file, key, stored.get(key) or _with_shared_strings(entry, file))
     changed_files = {
         f.name: value
         for f in pending
         if f.name in file_digests and known.get(f.name) != (value := (f.size, f.mtime_ns, file_digests[f.name]))
     }
-    if cache is not None and (new_entries or changed_files):
-        stored = cache.remember_parse(changed_files, new_entries, _Keys(this_load))
-        # from now on the bodies live in the cache, not in this process
-        for file in pending:
-            item = this_load.get(file.name)
-            if item is not None and item[1] in stored:
-                this_load[file.name] = (item[0], item[1], stored[item[1]])
+    if cache is not None and (stored or changed_files):
+        cache.remember_parse(changed_files, {}, _Keys(this_load))  # the files' digests; parses of other versions forgotten
     # the version: every file's digest (in its parse key) in file order, and the images every page and feed may link to
     digest.update("\n".join(map(_KEY_OF, this_load.values())).encode())
     for media in library.known.values():

@@ -39,6 +39,8 @@ FULL_CHECK_SECONDS = 600
 # /healthz turns "degraded" when the watcher has not finished a look at the folder for this long
 # (a reload stuck on a hung file system, a watcher that died)
 WATCH_STALL_SECONDS = 60
+DEFERRED_BATCH = 64  # deferred bodies a worker claims and renders at a time (~80 ms of Markdown)
+DEFERRED_RETRY_SECONDS = 1  # when every deferred body left is claimed by another worker: look again after this
 HEALTH_PROBLEMS_SHOWN = 20  # /healthz lists this many problems (each of bounded length) and counts the rest
 SNAPSHOT_STALE_FILES = 1000  # a start that parsed or read more files than this keeps its load for the next one
 # What `serve` hands its workers in the environment (``handover_note``), each with when it was true: a
@@ -152,8 +154,12 @@ def _trim_heap() -> None:
         _MALLOC_TRIM(0)
 
 
-def health_report(problems: list[str], version: str, entries: int, last_load: datetime | None) -> dict[str, Any]:
-    """The /healthz document (bounded size): what is served, and every problem with publishing it."""
+def health_report(problems: list[str], version: str, entries: int, last_load: datetime | None, bodies_to_render: int = 0) -> dict[str, Any]:
+    """The /healthz document (bounded size): what is served, and every problem with publishing it.
+
+    ``bodies_to_render``: bodies a start deferred and no worker rendered yet (an old page asked
+    for meanwhile renders its own: slower, still served).
+    """
     return {
         "status": "degraded" if problems else "ok",
         "content_version": version,
@@ -161,6 +167,7 @@ def health_report(problems: list[str], version: str, entries: int, last_load: da
         "last_successful_load": None if last_load is None else last_load.isoformat(),
         "problems": len(problems),
         "error": first_problems(problems) or None,
+        "bodies_to_render": bodies_to_render,
     }
 
 
@@ -350,8 +357,10 @@ class Publisher:
         if self.on_new_version is not None:
             self.on_new_version(self.current)
         self._keep_hot_set(self.current)
+        self.bodies_to_render = 0  # deferred bodies left in the store, as the renderer last counted them
         if watch_every:
             self.watch(watch_every)
+            self.render_deferred_bodies()
         else:  # an inotify instance per publisher nobody watches with would run out (128 per user by default)
             self._close_start_watch()
 
@@ -515,7 +524,7 @@ class Publisher:
                 problems.insert(0, f"watcher: not watching the folder: {self.watch_error}")
             elif stalled > WATCH_STALL_SECONDS:
                 problems.insert(0, f"watcher: has not finished a look at the folder for {stalled:.0f} s (a reload is stuck)")
-        return health_report(problems, self.current.version, len(self.current.content.entries), self.loaded_at)
+        return health_report(problems, self.current.version, len(self.current.content.entries), self.loaded_at, self.bodies_to_render)
 
     def watch(self, delay: float) -> threading.Thread:
         """Reload on file-system events (inotify), batching the events of ``delay`` s of quiet into one reload.
@@ -579,6 +588,35 @@ class Publisher:
         self._watcher = threading.Thread(target=loop, name="feedsvc-content-watcher", daemon=True)
         self._watcher.start()
         return self._watcher
+
+    def render_deferred_bodies(self) -> threading.Thread | None:
+        """Render the bodies a start deferred (``load_content``'s ``defer_bodies``), newest first, in a thread; None when none are left.
+
+        Every worker takes part (the store hands each its own batches), so the first request for
+        an old page or archive seldom finds its bodies unrendered; one that does renders them itself.
+        """
+        store = self.store
+        if store is None:
+            return None
+
+        def render() -> None:
+            while not self._stop.is_set():
+                try:
+                    done, self.bodies_to_render = store.render_deferred_bodies(DEFERRED_BATCH)
+                except Exception as error:  # a busy or damaged store: the bodies still render when asked for
+                    log.warning("stopped rendering deferred bodies: %s: %s", type(error).__name__, error)
+                    return
+                if not self.bodies_to_render:
+                    return
+                if not done:  # the rest is claimed by another worker: look again once its claims could have lapsed
+                    self._stop.wait(DEFERRED_RETRY_SECONDS)
+
+        self.bodies_to_render = store.deferred_bodies()
+        if not self.bodies_to_render:
+            return None
+        thread = threading.Thread(target=render, name="feedsvc-body-renderer", daemon=True)
+        thread.start()
+        return thread
 
     def stop(self) -> None:
         """Stop the watcher thread."""

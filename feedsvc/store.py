@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from .content import ContentFile, FolderScan, LoadMemo
+from .markdown import DeferredBody
 from .models import ENTRY_FIELDS, ENTRY_SLOT_SETTERS, Entry, Heading
 
 DATABASE_FILE = "feedsvc.sqlite3"
@@ -53,6 +54,11 @@ CREATE TABLE IF NOT EXISTS parsed_entries (key TEXT PRIMARY KEY, entry BLOB NOT 
 DROP TABLE IF EXISTS bodies;
 DROP TABLE IF EXISTS entry_bodies;
 CREATE TABLE IF NOT EXISTS entry_texts (key TEXT PRIMARY KEY, html TEXT NOT NULL, headings TEXT NOT NULL, summary TEXT NOT NULL);
+-- bodies without pictures a start checked but did not render (markdown.DeferredBody): rendered when first asked
+-- for, and by the workers meanwhile, newest first; ``claimed``: when a worker took it (time.time())
+CREATE TABLE IF NOT EXISTS deferred_bodies (key TEXT PRIMARY KEY, packed_source BLOB NOT NULL, page_url TEXT NOT NULL, summary TEXT,
+                                            published REAL NOT NULL, claimed REAL NOT NULL DEFAULT 0);
+CREATE INDEX IF NOT EXISTS deferred_bodies_newest ON deferred_bodies (published);
 CREATE TABLE IF NOT EXISTS exported (folder TEXT NOT NULL, path TEXT NOT NULL, key TEXT NOT NULL, etag TEXT NOT NULL,
                                      stamp INTEGER, PRIMARY KEY (folder, path));
 """
@@ -376,6 +382,14 @@ class Store:
                 found[key] = entry
         return found
 
+    def remember_parsed(self, entries: Mapping[str, Any]) -> dict[str, Any]:
+        """Keep new parses (parse key -> entry) and their bodies; return the entries with their bodies as references into the store.
+
+        A large load calls this for each part parsed, while other processes parse the next.
+        """
+        with self._transaction() as db:
+            return self._keep_parses(db, entries)
+
     def remember_parse(
         self, files: Mapping[str, tuple[int, int, str]], entries: Mapping[str, Any], keep: Collection[str]
     ) -> dict[str, Any]:
@@ -383,29 +397,9 @@ class Store:
 
         Returns the new entries with their bodies as references into the store.
         """
-        stored = {key: entry.with_body(StoredBody(self, key, entry.digest)) for key, entry in entries.items()}
         with self._transaction() as db:
             db.executemany("INSERT OR REPLACE INTO file_digests VALUES (?, ?, ?, ?)", [(n, *v) for n, v in files.items()])
-            # a file parsed again (its pictures changed) leaves no body of its earlier parse behind
-            db.executemany("DELETE FROM entry_texts WHERE key > ? AND key < ?", [(f"{key}:", f"{key};") for key in entries])
-            db.executemany(
-                "INSERT OR REPLACE INTO entry_texts VALUES (?, ?, ?, ?)",
-                [
-                    (
-                        _body_key(key, entry),
-                        entry.body_html,
-                        json.dumps([(h.level, h.anchor, h.text) for h in entry.headings]),
-                        entry.summary,
-                    )
-                    for key, entry in entries.items()
-                ],
-            )
-            db.executemany(
-                "INSERT OR REPLACE INTO parsed_entries VALUES (?, ?)",
-                # without the texts kept above (the summary went with the body: ``parsed_entries`` sets the reference)
-                [(key, pickle.dumps(entry.with_body(""), pickle.HIGHEST_PROTOCOL)) for key, entry in stored.items()],
-            )
-            self._parses_added += len(entries)
+            stored = self._keep_parses(db, entries)
             if self._parses_added > 1000:  # counting 100,000 rows after every edit would cost more than the edit
                 self._parses_added = 0
                 (count,) = db.execute("SELECT count(*) FROM parsed_entries").fetchone()
@@ -414,7 +408,33 @@ class Store:
             if count > 3 * len(keep) + 1000:  # other versions' parses: a few are worth keeping, not all
                 stale = [(key,) for (key,) in db.execute("SELECT key FROM parsed_entries") if key not in keep]
                 db.executemany("DELETE FROM parsed_entries WHERE key = ?", stale)
-                db.executemany("DELETE FROM entry_texts WHERE key > ? AND key < ?", [(f"{key}:", f"{key};") for (key,) in stale])
+                _forget_bodies(db, [key for (key,) in stale])
+        return stored
+
+    def _keep_parses(self, db: sqlite3.Connection, entries: Mapping[str, Any]) -> dict[str, Any]:
+        stored = {key: entry.with_body(StoredBody(self, key, entry.digest)) for key, entry in entries.items()}
+        # a file parsed again (its pictures changed) leaves no body of its earlier parse behind
+        _forget_bodies(db, _stored_keys(db, list(entries)))
+        db.executemany(
+            "INSERT OR REPLACE INTO entry_texts VALUES (?, ?, ?, ?)",
+            [
+                (_body_key(key, entry), entry.body_html, _headings_json(entry.headings), entry.summary)
+                for key, entry in entries.items()
+                if not isinstance(entry.body, DeferredBody)
+            ],
+        )
+        db.executemany(
+            "INSERT OR REPLACE INTO deferred_bodies (key, packed_source, page_url, summary, published) VALUES (?, ?, ?, ?, ?)",
+            [
+                (_body_key(key, entry), body.packed_source, body.page_url, body.written_summary, entry.published.timestamp())
+                for key, entry in entries.items()
+                if isinstance(body := entry.body, DeferredBody)
+            ],
+        )
+        db.executemany(
+            "INSERT OR REPLACE INTO parsed_entries VALUES (?, ?)", [(key, _without_body(entry)) for key, entry in stored.items()]
+        )
+        self._parses_added += len(entries)
         return stored
 
     def body(self, key: str) -> tuple[str, tuple[Heading, ...], str]:
@@ -422,10 +442,81 @@ class Store:
         return self._recent_bodies(key)
 
     def _load_body(self, key: str) -> tuple[str, tuple[Heading, ...], str]:
-        row = self._connection().execute("SELECT html, headings, summary FROM entry_texts WHERE key = ?", (key,)).fetchone()
+        db = self._connection()
+        row = db.execute("SELECT html, headings, summary FROM entry_texts WHERE key = ?", (key,)).fetchone()
+        if row is not None:
+            return row[0], tuple(Heading(*heading) for heading in json.loads(row[1])), row[2]
+        row = db.execute("SELECT packed_source, page_url, summary FROM deferred_bodies WHERE key = ?", (key,)).fetchone()
         if row is None:
             raise LookupError(f"body {key} is no longer in the store")
-        return row[0], tuple(Heading(*heading) for heading in json.loads(row[1])), row[2]
+        texts = DeferredBody(*row).texts()  # asked for before a worker rendered it: rendered here, kept for every process
+        self._keep_rendered([(key, texts)])
+        return texts
+
+    def deferred_bodies(self) -> int:
+        """Return how many bodies wait to be rendered (``render_deferred_bodies``)."""
+        (count,) = self._connection().execute("SELECT count(*) FROM deferred_bodies").fetchone()
+        return count
+
+    def render_deferred_bodies(self, limit: int = 64, lease: float = 60) -> tuple[int, int]:
+        """Render up to ``limit`` deferred bodies, newest first; return how many this rendered and how many are left.
+
+        Each batch is claimed first (one transaction), so that workers rendering at the same time
+        take different ones; a claim older than ``lease`` s (a worker that stopped) is taken again.
+        """
+        now = time.time()
+        with self._transaction() as db:
+            rows = db.execute(
+                "UPDATE deferred_bodies SET claimed = ? WHERE key IN "
+                "(SELECT key FROM deferred_bodies WHERE claimed < ? ORDER BY published DESC LIMIT ?) "
+                "RETURNING key, packed_source, page_url, summary",
+                (now, now - lease, limit),
+            ).fetchall()
+        self._keep_rendered([(key, DeferredBody(packed, page_url, summary).texts()) for key, packed, page_url, summary in rows])
+        return len(rows), self.deferred_bodies()
+
+    def _keep_rendered(self, rendered: list[tuple[str, tuple[str, tuple[Heading, ...], str]]]) -> None:
+        """Keep rendered deferred bodies with the others, for every process; a store too busy to take them now renders them again later."""
+        with contextlib.suppress(sqlite3.OperationalError), self._transaction() as db:
+            db.executemany(
+                "INSERT OR IGNORE INTO entry_texts VALUES (?, ?, ?, ?)",
+                [(key, html, _headings_json(headings), summary) for key, (html, headings, summary) in rendered],
+            )
+            db.executemany("DELETE FROM deferred_bodies WHERE key = ?", [(key,) for key, _ in rendered])
+
+
+def _without_body(entry: Entry) -> bytes:
+    """Pickle a stored entry without its body's reference (``parsed_entries`` sets it again); the summary went with the body.
+
+    ``entry`` is a new object nobody else holds yet: its body is set aside in place, not copied
+    (a copy of each of 100,000 entries took 1.7 s of a start).
+    """
+    body = entry.body
+    object.__setattr__(entry, "body", "")
+    try:
+        return pickle.dumps(entry, pickle.HIGHEST_PROTOCOL)
+    finally:
+        object.__setattr__(entry, "body", body)
+
+
+def _headings_json(headings: tuple[Heading, ...]) -> str:
+    return json.dumps([(h.level, h.anchor, h.text) for h in headings])
+
+
+def _stored_keys(db: sqlite3.Connection, keys: list[str]) -> list[str]:
+    """Return the ``keys`` the store has a parse of (a start's 100,000 new parses have none: nothing to forget)."""
+    found = []
+    for start in range(0, len(keys), _FEW):
+        chunk = keys[start : start + _FEW]
+        found += [key for (key,) in db.execute(f"SELECT key FROM parsed_entries WHERE key IN ({','.join('?' * len(chunk))})", chunk)]
+    return found
+
+
+def _forget_bodies(db: sqlite3.Connection, parse_keys: Iterable[str]) -> None:
+    """Delete the bodies of ``parse_keys`` (each under ``parse key:entry digest``), rendered or deferred."""
+    ranges = [(f"{key}:", f"{key};") for key in parse_keys]
+    db.executemany("DELETE FROM entry_texts WHERE key > ? AND key < ?", ranges)
+    db.executemany("DELETE FROM deferred_bodies WHERE key > ? AND key < ?", ranges)
 
 
 class _SnapshotPickler(pickle.Pickler):

@@ -51,6 +51,7 @@ def test_scale_benchmark_smoke_run_reports_every_serving_figure(tmp_path):
     figures = json.loads(report_path.read_text())
     for name in (
         "cold start",
+        "cold start, every body rendered",
         "warm restart",
         "warm restart, every page ready",
         "edit -> served (newest)",
@@ -62,4 +63,5 @@ def test_scale_benchmark_smoke_run_reports_every_serving_figure(tmp_path):
     ):
         assert figures[name] > 0 or name == "idle CPU", name
     assert figures["pages not found"] == 0  # every sampled old entry page and archive document answered
+    assert figures["cold start, every body rendered"] >= figures["cold start"]
     assert "cold start" in result.stdout
