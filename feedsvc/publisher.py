@@ -41,6 +41,7 @@ FULL_CHECK_SECONDS = 600
 WATCH_STALL_SECONDS = 60
 DEFERRED_BATCH = 64  # deferred bodies a worker claims and renders at a time (~80 ms of Markdown)
 DEFERRED_RETRY_SECONDS = 1  # when every deferred body left is claimed by another worker: look again after this
+DEFERRED_FAILED_SECONDS = 10  # when rendering them failed (the store busy past its timeout): try again after this
 HEALTH_PROBLEMS_SHOWN = 20  # /healthz lists this many problems (each of bounded length) and counts the rest
 SNAPSHOT_STALE_FILES = 1000  # a start that parsed or read more files than this keeps its load for the next one
 # What `serve` hands its workers in the environment (``handover_note``), each with when it was true: a
@@ -603,9 +604,12 @@ class Publisher:
             while not self._stop.is_set():
                 try:
                     done, self.bodies_to_render = store.render_deferred_bodies(DEFERRED_BATCH)
-                except Exception as error:  # a busy or damaged store: the bodies still render when asked for
-                    log.warning("stopped rendering deferred bodies: %s: %s", type(error).__name__, error)
-                    return
+                except Exception as error:  # a store busy past its timeout, or damaged: the bodies still render when asked for
+                    log.warning(
+                        "cannot render deferred bodies (%s: %s); trying again in %g s", type(error).__name__, error, DEFERRED_FAILED_SECONDS
+                    )
+                    self._stop.wait(DEFERRED_FAILED_SECONDS)
+                    continue
                 if not self.bodies_to_render:
                     return
                 if not done:  # the rest is claimed by another worker: look again once its claims could have lapsed

@@ -159,3 +159,30 @@ def test_serve_s_check_defers_the_old_bodies_and_still_refuses_a_missing_picture
     checked, _ = _check(Store(state_dir), str(content_dir))
     assert checked is None  # serve refuses to start
     assert "posts/old-000.md: body: image 'media/pier.png'" in capsys.readouterr().err
+
+
+def test_the_renderer_carries_on_after_the_store_failed_it(newsroom, state_dir, monkeypatch, caplog):
+    import feedsvc.publisher
+
+    load_content(newsroom, cache=Store(state_dir), defer_bodies=True)
+    real = Store.render_deferred_bodies
+    failures = []
+
+    def busy_once(self, limit=64, lease=60):
+        if not failures:
+            failures.append(limit)
+            raise sqlite3.OperationalError("database is locked")
+        return real(self, limit, lease)
+
+    monkeypatch.setattr(Store, "render_deferred_bodies", busy_once)
+    monkeypatch.setattr(feedsvc.publisher, "DEFERRED_FAILED_SECONDS", 0.05)
+    app = create_app({"CONTENT_DIR": str(newsroom), "STATE_DIR": str(state_dir), "RELOAD_INTERVAL": 0.05})
+    publisher = app.extensions["feedsvc"]
+    try:
+        deadline = time.monotonic() + 30
+        while Store(state_dir).deferred_bodies() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert failures and Store(state_dir).deferred_bodies() == 0
+        assert "cannot render deferred bodies (OperationalError: database is locked)" in caplog.text
+    finally:
+        publisher.stop()
