@@ -19,7 +19,7 @@ from .export import export_publication
 from .markdown import shorten
 from .models import release
 from .nginx import static_site_config
-from .publication import Publication, build_publication
+from .publication import Publication, build_publication, hot_set
 from .publisher import (
     CHECKED_SCAN_VARIABLE,
     WARM_START_VARIABLE,
@@ -271,10 +271,15 @@ def _check(store: Store, content: str) -> tuple[dict | None, str]:
         _say(f"{content}: unchanged since the last start's check (same files, sizes, times and settings)")
         return checked, seen
     # parsed on every core into the store, where the workers find it: they start without parsing. Bodies
-    # without pictures cannot be wrong: checked by their front matter, they are rendered once serving
-    publication = _load(content, render_all=False, cache=store, scan=scan, defer_bodies=True)  # the workers render the rest
+    # without pictures cannot be wrong: checked by their front matter, they are rendered once serving.
+    # Stamped like the workers stamp (the store gives the same bytes the same Last-Modified in every process)
+    publication = _load(content, store, render_all=False, scan=scan, defer_bodies=True)  # the workers render the rest
     if publication is None:
         return None, seen
+    # the hot documents the check rendered, kept as a restart keeps them: workers with the check's settings
+    # answer with them at once while they load the archive (`serve` hands them over when the keys agree)
+    hot_key = hot_set_key({**DEFAULTS, **config_from_env()})
+    store.save_hot_set(hot_set(publication, hot_key), {"key": hot_key, "version": publication.version})
     checked = {
         "entries": len(publication.content.entries),
         "default_base_url": publication.content.site.base_url == SITE_DEFAULTS["base_url"],
@@ -312,6 +317,9 @@ def serve(args: argparse.Namespace) -> int:
             return 1  # refuse to start: the messages above say what to fix
         # the workers start from this look at every file when their kept load has the same (Publisher's checked_scan)
         os.environ[CHECKED_SCAN_VARIABLE] = handover_note(seen)
+        warm = _warm_start(store, args.port)  # the hot set the check rendered, unless the workers' settings differ
+        if warm is not None:
+            os.environ[WARM_START_VARIABLE] = handover_note(warm["hot_set"])
     if checked["default_base_url"] and args.port != 8000:
         # nobody configured a public URL: make links point at this local server
         os.environ["FEEDSVC_BASE_URL"] = _base_url_for(args.port)

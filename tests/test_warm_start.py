@@ -79,6 +79,26 @@ def test_a_restart_answers_with_what_the_last_run_served_and_publishes_what_chan
         _until(lambda: all("Written while down" in titles() and "Live after a warm start" in titles() for _ in range(10)))
 
 
+def test_a_first_start_answers_with_the_hot_documents_its_check_rendered(content_dir, tmp_path):
+    port = free_port()
+    env = {"FEEDSVC_STATE_DIR": str(tmp_path / "state"), "FEEDSVC_BASE_URL": f"http://127.0.0.1:{port}"}
+    with running_service(content_dir, tmp_path, env=env, port=port, workers=2) as (base, _):
+        status, headers, feed = _get(base + "/feed.xml")  # at once: from the check's hot set, or a publisher already
+        assert status == 200 and b"<rss" in feed
+        assert "restarting on the documents the last run served" not in _log(tmp_path, port)  # a first start: checked
+        _until(lambda: _log(tmp_path, port).count("serving the kept hot set of version") == 2)  # both workers, the check's
+        _until(lambda: json.loads(_get(base + "/healthz")[2])["status"] == "ok")  # and their publishers started since
+        # what the publishers render is what the check rendered: the same bytes, tag and time
+        later = {(body, h["ETag"], h["Last-Modified"]) for _, h, body in (_get(base + "/feed.xml") for _ in range(4))}
+        assert later == {(feed, headers["ETag"], headers["Last-Modified"])}
+
+    # the workers' settings differ from the check's (no public URL: serve gives them its port's): no hand-over
+    port = free_port()
+    with running_service(content_dir, tmp_path, env={"FEEDSVC_STATE_DIR": str(tmp_path / "other")}, port=port, workers=2) as (base, _):
+        assert _get(base + "/feed.xml")[0] == 200
+        assert "serving the kept hot set of version" not in _log(tmp_path, port)
+
+
 def test_a_file_broken_while_the_service_was_down_leaves_the_last_version_served_and_named(content_dir, tmp_path):
     env, port = {"FEEDSVC_STATE_DIR": str(tmp_path / "state")}, free_port()
     with running_service(content_dir, tmp_path, env=env, port=port) as (base, _):
