@@ -13,6 +13,7 @@ import itertools
 import multiprocessing
 import operator
 import os
+import posixpath
 import re
 import reprlib
 import stat
@@ -860,17 +861,17 @@ def _parse_entry(
         return None
     before = len(problems)
     values = _convert(data, _entry_fields(site), name, problems)
-    stem = PurePath(name).stem
+    stem = posixpath.splitext(posixpath.basename(name))[0]  # PurePath's stem, without its ~20 us a call
     slug = values.get("slug") or stem
     if "slug" not in values and not _SLUG.match(slug):
         problems.append(Problem(name, "slug", f"file name {stem!r} is not a slug; rename the file or add 'slug: some-words'"))
     published, updated = values.get("date"), values.get("updated", values.get("date"))
     if published and updated and updated < published:
         problems.append(Problem(name, "updated", "is earlier than date; an entry cannot change before it is published"))
-    folder = PurePath(name).parent.as_posix()
+    folder = posixpath.dirname(name)  # "" at the top of the content folder
 
     def find_image(reference: str) -> tuple[str, MediaFile]:
-        target = resolve(reference, "" if folder == "." else folder)
+        target = resolve(reference, folder)
         if target is None:
             raise MediaError("leaves the content folder; keep images inside it")
         media = library.get(target)
