@@ -19,13 +19,14 @@ from .export import export_publication
 from .markdown import shorten
 from .models import release
 from .nginx import static_site_config
-from .publication import Publication, build_publication, hot_set
+from .publication import Publication, build_publication
 from .publisher import (
     CHECKED_SCAN_VARIABLE,
     WARM_START_VARIABLE,
     fingerprint,
     handover_note,
     hot_set_key,
+    keep_hot_set,
     keep_load,
     kept_load,
 )
@@ -278,8 +279,7 @@ def _check(store: Store, content: str) -> tuple[dict | None, str]:
         return None, seen
     # the hot documents the check rendered, kept as a restart keeps them: workers with the check's settings
     # answer with them at once while they load the archive (`serve` hands them over when the keys agree)
-    hot_key = hot_set_key({**DEFAULTS, **config_from_env()})
-    store.save_hot_set(hot_set(publication, hot_key), {"key": hot_key, "version": publication.version})
+    keep_hot_set(store, publication, hot_set_key({**DEFAULTS, **config_from_env()}))
     checked = {
         "entries": len(publication.content.entries),
         "default_base_url": publication.content.site.base_url == SITE_DEFAULTS["base_url"],

@@ -880,38 +880,20 @@ def _parse_entry(
     image = _image(values, data, name, find_image, problems)
     page_url = site.url(entry_path(slug))
     body_source = parts[1]
+    summary = values.get("summary")
     if defer_bodies and body_source.strip() and has_no_pictures(body_source):
-        if len(problems) > before:
-            return None
-        deferred = DeferredBody.of(body_source, page_url, values.get("summary"))
-        return _entry(values, slug, published, updated, None, deferred, name, digest, image, (), _own_media(image))
-    body = render_markdown(body_source, page_url, find_image) if body_source.strip() else RenderedMarkdown("", "", (), (), ())
-    problems.extend(Problem(name, "body", problem) for problem in body.problems)
+        body: str | DeferredBody = DeferredBody.of(body_source, page_url, summary)
+        headings: tuple[Heading, ...] = ()
+        media = {}  # no picture in it; the summary comes with the rendered body
+    else:
+        rendered = render_markdown(body_source, page_url, find_image) if body_source.strip() else RenderedMarkdown("", "", (), (), ())
+        problems.extend(Problem(name, "body", problem) for problem in rendered.problems)
+        body, headings, media = rendered.html, rendered.headings, {m.name: m for m in rendered.media}
+        summary = shorten(summary or rendered.lede)
     if len(problems) > before:
         return None
-    media = _own_media(image)
-    media.update((m.name, m) for m in body.media)
-    summary = shorten(values.get("summary") or body.lede)
-    return _entry(values, slug, published, updated, summary, body.html, name, digest, image, body.headings, media)
-
-
-def _own_media(image: Image | None) -> dict[str, MediaFile]:
-    return {image.file.name: image.file} if image is not None and image.file is not None else {}
-
-
-def _entry(
-    values: dict,
-    slug: str,
-    published: datetime,
-    updated: datetime,
-    summary: str | None,
-    body: str | DeferredBody,
-    name: str,
-    digest: str,
-    image: Image | None,
-    headings: tuple[Heading, ...],
-    media: dict[str, MediaFile],
-) -> Entry:
+    if image is not None and image.file is not None:
+        media = {image.file.name: image.file, **media}
     if media:  # the entry's HTML names its images' digests: what reuse compares must change with them
         digest = hashlib.sha256(" ".join([digest, *(m.digest for m in media.values())]).encode()).hexdigest()[:32]
     return Entry(
@@ -960,9 +942,7 @@ class ParseCache(Protocol):
 
     def remember_parsed(self, entries: Mapping[str, Any]) -> Mapping[str, Any]: ...
 
-    def remember_parse(
-        self, files: Mapping[str, tuple[int, int, str]], entries: Mapping[str, Any], keep: Collection[str]
-    ) -> Mapping[str, Any]: ...
+    def remember_parse(self, files: Mapping[str, tuple[int, int, str]], keep: Collection[str]) -> None: ...
 
 
 PARALLEL_FROM = 1000  # files to parse before the work is shared among processes
@@ -1338,7 +1318,7 @@ def load_content(
         if f.name in file_digests and known.get(f.name) != (value := (f.size, f.mtime_ns, file_digests[f.name]))
     }
     if cache is not None and (stored or changed_files):
-        cache.remember_parse(changed_files, {}, _Keys(this_load))  # the files' digests; parses of other versions forgotten
+        cache.remember_parse(changed_files, _Keys(this_load))  # the files' digests; parses of other versions forgotten
     # the version: every file's digest (in its parse key) in file order, and the images every page and feed may link to
     digest.update("\n".join(map(_KEY_OF, this_load.values())).encode())
     for media in library.known.values():

@@ -277,6 +277,13 @@ def hot_set_key(config: Mapping[str, Any]) -> str:
     return hashlib.sha256(repr((code_digest(), sorted(settings.items()))).encode()).hexdigest()
 
 
+def keep_hot_set(store: Store, publication: Publication, key: str) -> None:
+    """Keep the documents ``publication`` serves from memory under ``key`` for the next start, unless kept already (by another worker)."""
+    note = store.hot_set_note() or {}
+    if note.get("key") != key or note.get("version") != publication.version:
+        store.save_hot_set(hot_set(publication, key), {"key": key, "version": publication.version})
+
+
 def kept_load(store: Store | None, directory: str | Path) -> tuple[LoadMemo, bool]:
     """Return the last whole load of ``directory`` the store kept (or an empty memo) and whether there was one.
 
@@ -506,13 +513,8 @@ class Publisher:
         return True
 
     def _keep_hot_set(self, publication: Publication) -> None:
-        """Keep the documents ``publication`` serves from memory for the next start, unless a worker kept them already."""
-        if self.store is None or self.hot_set_key is None:
-            return
-        note = self.store.hot_set_note() or {}
-        if note.get("key") == self.hot_set_key and note.get("version") == publication.version:
-            return
-        self.store.save_hot_set(hot_set(publication, self.hot_set_key), {"key": self.hot_set_key, "version": publication.version})
+        if self.store is not None and self.hot_set_key is not None:
+            keep_hot_set(self.store, publication, self.hot_set_key)
 
     def status(self) -> dict[str, Any]:
         """Describe what is served and whether publishing follows the folder, for /healthz (bounded size)."""

@@ -30,7 +30,7 @@ import threading
 import time
 from array import array
 from collections import deque
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -368,18 +368,13 @@ class Store:
 
     def parsed_entries(self, keys: Iterable[str]) -> dict[str, Any]:
         """Return the cached parse of each key that has one (bodies as references into the store)."""
-        keys = list(keys)
         found = {}
-        db = self._connection()
-        for start in range(0, len(keys), _FEW):
-            chunk = keys[start : start + _FEW]
-            query = f"SELECT key, entry FROM parsed_entries WHERE key IN ({','.join('?' * len(chunk))})"
-            for key, blob in db.execute(query, chunk):
-                key = sys.intern(key)  # the loader's own key object: its memo and the body reference share one string
-                entry = pickle.loads(blob)  # a new object, referenced by nothing else yet:
-                # its body is set in place (dataclasses.replace would run __init__ again: 1 s per 100,000)
-                object.__setattr__(entry, "body", StoredBody(self, key, entry.digest))
-                found[key] = entry
+        for key, blob in _rows_with_keys(self._connection(), "SELECT key, entry FROM parsed_entries", list(keys)):
+            key = sys.intern(key)  # the loader's own key object: its memo and the body reference share one string
+            entry = pickle.loads(blob)  # a new object, referenced by nothing else yet:
+            # its body is set in place (dataclasses.replace would run __init__ again: 1 s per 100,000)
+            object.__setattr__(entry, "body", StoredBody(self, key, entry.digest))
+            found[key] = entry
         return found
 
     def remember_parsed(self, entries: Mapping[str, Any]) -> dict[str, Any]:
@@ -390,16 +385,10 @@ class Store:
         with self._transaction() as db:
             return self._keep_parses(db, entries)
 
-    def remember_parse(
-        self, files: Mapping[str, tuple[int, int, str]], entries: Mapping[str, Any], keep: Collection[str]
-    ) -> dict[str, Any]:
-        """Record files' digests and new parses; forget parses not in ``keep`` once they outnumber it (counted every 1,000 new ones).
-
-        Returns the new entries with their bodies as references into the store.
-        """
+    def remember_parse(self, files: Mapping[str, tuple[int, int, str]], keep: Collection[str]) -> None:
+        """Record files' digests after a load; forget parses not in ``keep`` once they outnumber it (counted every 1,000 new ones)."""
         with self._transaction() as db:
             db.executemany("INSERT OR REPLACE INTO file_digests VALUES (?, ?, ?, ?)", [(n, *v) for n, v in files.items()])
-            stored = self._keep_parses(db, entries)
             if self._parses_added > 1000:  # counting 100,000 rows after every edit would cost more than the edit
                 self._parses_added = 0
                 (count,) = db.execute("SELECT count(*) FROM parsed_entries").fetchone()
@@ -409,7 +398,6 @@ class Store:
                 stale = [(key,) for (key,) in db.execute("SELECT key FROM parsed_entries") if key not in keep]
                 db.executemany("DELETE FROM parsed_entries WHERE key = ?", stale)
                 _forget_bodies(db, [key for (key,) in stale])
-        return stored
 
     def _keep_parses(self, db: sqlite3.Connection, entries: Mapping[str, Any]) -> dict[str, Any]:
         stored = {key: entry.with_body(StoredBody(self, key, entry.digest)) for key, entry in entries.items()}
@@ -503,13 +491,16 @@ def _headings_json(headings: tuple[Heading, ...]) -> str:
     return json.dumps([(h.level, h.anchor, h.text) for h in headings])
 
 
-def _stored_keys(db: sqlite3.Connection, keys: list[str]) -> list[str]:
-    """Return the ``keys`` the store has a parse of (a start's 100,000 new parses have none: nothing to forget)."""
-    found = []
+def _rows_with_keys(db: sqlite3.Connection, query: str, keys: list[str]) -> Iterator[tuple]:
+    """Run ``query`` (a SELECT of one table) for the rows whose ``key`` is one of ``keys``, _FEW keys a statement."""
     for start in range(0, len(keys), _FEW):
         chunk = keys[start : start + _FEW]
-        found += [key for (key,) in db.execute(f"SELECT key FROM parsed_entries WHERE key IN ({','.join('?' * len(chunk))})", chunk)]
-    return found
+        yield from db.execute(f"{query} WHERE key IN ({','.join('?' * len(chunk))})", chunk)
+
+
+def _stored_keys(db: sqlite3.Connection, keys: list[str]) -> list[str]:
+    """Return the ``keys`` the store has a parse of (a start's 100,000 new parses have none: nothing to forget)."""
+    return [key for (key,) in _rows_with_keys(db, "SELECT key FROM parsed_entries", keys)]
 
 
 def _forget_bodies(db: sqlite3.Connection, parse_keys: Iterable[str]) -> None:

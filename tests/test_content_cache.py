@@ -405,12 +405,15 @@ def test_the_store_forgets_old_parses_once_they_outnumber_the_current_ones_count
 
     store = Store(state_dir)
     old = parses(0, 3100)
-    store.remember_parse({}, old, set(old))  # the first call counts: all are current, none forgotten
+    store.remember_parsed(old)
+    store.remember_parse({}, set(old))  # the first call counts: all are current, none forgotten
     edit = parses(5000, 1)
-    store.remember_parse({}, edit, set(edit))  # one new parse: not counted yet, so nothing is forgotten
+    store.remember_parsed(edit)
+    store.remember_parse({}, set(edit))  # one new parse: not counted yet, so nothing is forgotten
     assert len(store.parsed_entries(old)) == 3100
     newer = parses(6000, 1000)
-    store.remember_parse({}, newer, set(newer))  # 1,001 new since the count: 4,101 > 3 x 1,000 + 1,000, the others forgotten
+    store.remember_parsed(newer)
+    store.remember_parse({}, set(newer))  # 1,001 new since the count: 4,101 > 3 x 1,000 + 1,000, the others forgotten
     assert store.parsed_entries([*old, *edit]) == {}
     assert len(store.parsed_entries(newer)) == 1000
     with pytest.raises(LookupError):
