@@ -294,16 +294,20 @@ def test_other_rendering_code_never_keeps_an_old_file(tmp_path, content_dir, mon
 
 def test_a_parallel_export_writes_what_a_sequential_one_writes(tmp_path, content_dir, monkeypatch):
     import feedsvc.export
+    from feedsvc.store import Store
 
     shutil.copytree(generate(tmp_path / "generated", 120) / "posts", content_dir / "posts", dirs_exist_ok=True)
     monkeypatch.setattr(feedsvc.export, "PARALLEL_FROM", 10)
     monkeypatch.setattr(feedsvc.export, "_CHUNK", 7)
     _export(content_dir, tmp_path / "one" / "site", None, processes=1)
-    _export(content_dir, tmp_path / "two" / "site", None, processes=2)
+    published = 1_600_000_000  # a store clock long past: a file's time is its stamp, never the moment it was written
+    _export(content_dir, tmp_path / "two" / "site", Store(tmp_path / "two" / "state", clock=lambda: published), processes=2)
     one, two = _inodes(tmp_path / "one" / "site"), _inodes(tmp_path / "two" / "site")
     assert one.keys() == two.keys() and len(one) > 300
     for name in one:
         assert (tmp_path / "one" / "site" / name).read_bytes() == (tmp_path / "two" / "site" / name).read_bytes(), name
+        if not name.startswith("404.html"):  # each worker process stamped what it wrote
+            assert (tmp_path / "two" / "site" / name).stat().st_mtime == published, name
 
 
 def test_a_document_that_fails_in_a_worker_process_is_named_and_the_old_export_stays(tmp_path, content_dir, monkeypatch, fail_rendering):
