@@ -55,7 +55,16 @@ from .pages import (
     render_tag_page,
     render_tags_index,
 )
-from .representation import FEED_CACHE, FEED_HEADERS, HTML_SECURITY_HEADERS, IMMUTABLE_CACHE, Representation, build_representation
+from .representation import (
+    FEED_CACHE,
+    FEED_HEADERS,
+    GZIP_LEVEL,
+    HTML_SECURITY_HEADERS,
+    IMMUTABLE_CACHE,
+    RARELY_READ_GZIP_LEVEL,
+    Representation,
+    build_representation,
+)
 from .store import StaleBuildError
 
 HTML_TYPE = "text/html; charset=utf-8"
@@ -298,13 +307,14 @@ def _feed_documents(spec: FeedSpec) -> dict[str, Representation]:
     cache_control = FEED_CACHE.format(max_age=spec.site.max_age)
     rss, atom = render_xml_feeds(spec)
     bodies = {"feed.xml": rss, "atom.xml": atom, "feed.json": render_json_feed(spec)}
+    gzip_level = RARELY_READ_GZIP_LEVEL if spec.history.is_archive else GZIP_LEVEL
     documents = {}
     for filename, _, media_type in FEED_FORMATS:
         headers = FEED_HEADERS
         if spec.hub_url:  # WebSub §4: discovery through the HTTP Link header as well as the document
             headers += (("Link", f'<{spec.hub_url}>; rel="hub", <{spec.url(filename)}>; rel="self"'),)
         documents[f"{spec.path_prefix}/{filename}"] = build_representation(
-            bodies[filename], media_type, cache_control=cache_control, extra_headers=headers
+            bodies[filename], media_type, cache_control=cache_control, extra_headers=headers, gzip_level=gzip_level
         )
     return documents
 

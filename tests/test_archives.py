@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 from datetime import UTC
 
@@ -135,6 +136,17 @@ def test_archive_documents_are_marked_linked_and_cached_like_the_feed(big):
     assert not [link for link in oldest.findall("{http://www.w3.org/2005/Atom}link") if link.get("rel") == "prev-archive"]
     # sections page through their own archives
     assert len(set(_follow(client, "/featured/feed.xml", "prev-archive"))) == 5_000
+
+
+def test_archive_documents_are_compressed_fast_and_subscription_feeds_small(big):
+    """Archive feeds are rarely read: gzip level 1 (nginx's default); the feeds polled all day: level 6."""
+    client, _ = big
+    for path, level in (("/archive/2025-06-10/feed.xml", 1), ("/archive/2025-06-10/feed.json", 1), ("/feed.xml", 6), ("/atom.xml", 6)):
+        identity = client.get(path).data
+        zipped = client.get(path, headers={"Accept-Encoding": "gzip"})
+        assert zipped.headers["Content-Encoding"] == "gzip" and gzip.decompress(zipped.data) == identity
+        assert zipped.data == gzip.compress(identity, compresslevel=level, mtime=0), path
+        assert zipped.data != gzip.compress(identity, compresslevel=7 - level, mtime=0), path  # the levels do differ here
 
 
 def _archive_entries(publication) -> dict[str, list]:
