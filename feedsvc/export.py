@@ -50,21 +50,30 @@ def _twins(name: str, representation) -> list[tuple[str, bytes]]:
     return files
 
 
-def _write(root: Path, name: str, representation, folders: set[str]) -> None:
+def _write(root: Path | str, name: str, representation, folders: set[str]) -> None:
     folder = os.path.dirname(name)
     if folder not in folders:  # one mkdir per folder, not per file
-        os.makedirs(root / folder, exist_ok=True)
+        try:
+            os.mkdir(os.path.join(root, folder))  # an entry's own folder: its parent is usually there
+        except FileNotFoundError:
+            os.makedirs(os.path.join(root, folder), exist_ok=True)
+        except FileExistsError:
+            pass
         folders.add(folder)
     for file, data in _twins(name, representation):
+        path = os.path.join(root, file)  # strings, not Paths: this runs for every file of an export
         # a new inode, never the old one rewritten: a slow download of the export before last,
         # still reading the old file, keeps its bytes
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(root / file)
-        with open(root / file, "wb") as out:
+        try:
+            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:
+            os.unlink(path)
+            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        with open(descriptor, "wb") as out:
             out.write(data)
     if representation.gzip is None:  # a twin left by an earlier version of this file would be served stale
         with contextlib.suppress(FileNotFoundError):
-            os.unlink(root / (name + ".gz"))
+            os.unlink(os.path.join(root, name + ".gz"))
 
 
 def _set_times(root: Path | str, name: str, moment: datetime | None) -> None:
@@ -148,15 +157,18 @@ def _render_chunk(bounds: tuple[int, int]) -> dict[str, tuple[str, int | None]]:
     publication, stamp, root, paths = _JOB
     folders: set[str] = set()
     etags = {}
+    files: dict[str, tuple[str, ...]] = {}  # path -> the files just written for it (new inodes, this export's own)
     for path in paths[bounds[0] : bounds[1]]:
         representation = publication.document(path)
         _write(root, file_for(path), representation, folders)
         etags[path] = representation.etag
+        files[path] = tuple(os.path.join(root, file) for file, _ in _twins(file_for(path), representation))
     stamps: dict[str, int | None] = dict.fromkeys(etags)
     if stamp is not None:  # one store transaction a chunk; each file's time set while it is fresh in the kernel's caches
         for path, moment in stamp(etags).items():
-            _set_times(root, file_for(path), moment)
             stamps[path] = int(moment.timestamp())
+            for file in files[path]:
+                os.utime(file, (moment.timestamp(), moment.timestamp()))
     return {path: (etag, stamps[path]) for path, etag in etags.items()}
 
 

@@ -16,6 +16,7 @@ _environment = Environment(
     undefined=StrictUndefined,  # a typo in a template fails the build, not silently renders ""
     trim_blocks=True,
     lstrip_blocks=True,
+    auto_reload=False,  # packaged templates never change while running: no stat() of each one per page
 )
 
 
