@@ -274,7 +274,8 @@ libc.mallinfo2.restype = MallInfo2
 freed = bytes(4 * 1024 * 1024)
 del freed  # glibc's threshold for mapping a block now grows past 4 MB
 mapped = libc.mallinfo2().hblks
-document = bytes(512 * 1024)  # say, an archive feed rendered on request
+# say, archive feeds rendered on request; several, since one may fit a free chunk the imports left in the heap
+documents = [bytes(512 * 1024) for _ in range(8)]
 print(libc.mallinfo2().hblks - mapped, flush=True)
 barrier = threading.Barrier(8)
 def allocate():
@@ -298,7 +299,10 @@ def test_tuning_the_heap_maps_large_blocks_and_bounds_the_arenas():
 
     plain_mapped, plain_arenas = probe("plain")
     tuned_mapped, tuned_arenas = probe("tuned")
-    assert (plain_mapped, tuned_mapped) == (0, 1)  # untuned, a freed 512 KB document would leave a hole in the heap
+    assert plain_mapped == 0 and tuned_mapped >= 6, (
+        plain_mapped,
+        tuned_mapped,
+    )  # untuned, a freed 512 KB document leaves a hole in the heap
     assert plain_arenas > 2 >= tuned_arenas, (plain_arenas, tuned_arenas)
 
 
