@@ -11,7 +11,7 @@ import hashlib
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cache
@@ -65,7 +65,7 @@ from .representation import (
     Representation,
     build_representation,
 )
-from .store import StaleBuildError
+from .store import StaleBuildError, Store, StoredBody
 
 HTML_TYPE = "text/html; charset=utf-8"
 _ASSETS = {  # packaged file -> media type
@@ -303,7 +303,18 @@ def _stamped(documents: dict[str, Representation], stamp: Stamper | None) -> dic
     return {path: representation.stamped(changed.get(path)) for path, representation in documents.items()}
 
 
+def _load_bodies(entries: Iterable[Entry]) -> None:
+    """Load the stored bodies of a document's entries together (one query a store), before it renders them one by one."""
+    keys: dict[Store, list[str]] = {}
+    for entry in entries:
+        if isinstance(entry.body, StoredBody):
+            keys.setdefault(entry.body.store, []).append(entry.body.key)
+    for store, found in keys.items():
+        store.load_bodies(found)
+
+
 def _feed_documents(spec: FeedSpec) -> dict[str, Representation]:
+    _load_bodies(spec.entries)
     cache_control = FEED_CACHE.format(max_age=spec.site.max_age)
     rss, atom = render_xml_feeds(spec)
     bodies = {"feed.xml": rss, "atom.xml": atom, "feed.json": render_json_feed(spec)}

@@ -110,6 +110,24 @@ def test_with_a_store_bodies_stay_in_it_and_read_back_exactly(content_dir, state
         assert [e.body_html for e in stored.entries] == [e.body_html for e in plain.entries], attempt
 
 
+def test_a_feed_loads_its_entries_bodies_from_the_store_with_one_query(tmp_path, state_dir):
+    from bench.generate_content import generate
+    from feedsvc.publication import build_publication
+
+    directory = generate(tmp_path / "generated", 400)  # posts ten minutes apart: ~144 a day
+    plain = build_publication(load_content(directory))
+    publication = build_publication(load_content(directory, cache=Store(state_dir)))
+    archives = sorted(path for path in publication.paths() if path.startswith("/archive/") and path.endswith("/atom.xml"))
+    archive = archives[1]  # a whole day, not the first one's few entries
+    store = next(entry.body.store for entry in publication.content.entries)
+    statements: list[str] = []
+    store._connection().set_trace_callback(statements.append)
+    document = publication.document(archive)
+    store._connection().set_trace_callback(None)
+    assert document.body == plain.document(archive).body and document.body.count(b"<entry>") > 50
+    assert len([sql for sql in statements if "FROM entry_texts" in sql]) == 1, statements
+
+
 def test_with_a_store_summaries_stay_in_it_with_the_body_and_read_back_exactly(content_dir, state_dir):
     import gc
 
