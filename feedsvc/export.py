@@ -158,6 +158,7 @@ def _render_chunk(bounds: tuple[int, int]) -> dict[str, tuple[str, int | None]]:
     folders: set[str] = set()
     etags = {}
     files: dict[str, tuple[str, ...]] = {}  # path -> the files just written for it (new inodes, this export's own)
+    publication.prepare(paths[bounds[0] : bounds[1]])
     for path in paths[bounds[0] : bounds[1]]:
         representation = publication.document(path)
         _write(root, file_for(path), representation, folders)

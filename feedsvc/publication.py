@@ -188,6 +188,10 @@ class Publication:
         self.rendered.update(rendered)
         return rendered[path]
 
+    def prepare(self, paths: Iterable[str]) -> None:
+        """Load from the store, together, the bodies the entry pages at ``paths`` will show (one query, not one a page)."""
+        _load_bodies(self.pages[path] for path in paths if path in self.pages)
+
     def input_key(self, path: str) -> str | None:
         """Return a digest of everything the document at ``path`` is made from, without rendering it (None: unknown).
 

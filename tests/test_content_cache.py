@@ -110,7 +110,7 @@ def test_with_a_store_bodies_stay_in_it_and_read_back_exactly(content_dir, state
         assert [e.body_html for e in stored.entries] == [e.body_html for e in plain.entries], attempt
 
 
-def test_a_feed_loads_its_entries_bodies_from_the_store_with_one_query(tmp_path, state_dir):
+def test_a_feed_and_an_export_s_pages_load_their_entries_bodies_from_the_store_with_one_query(tmp_path, state_dir):
     from bench.generate_content import generate
     from feedsvc.publication import build_publication
 
@@ -125,6 +125,17 @@ def test_a_feed_loads_its_entries_bodies_from_the_store_with_one_query(tmp_path,
     document = publication.document(archive)
     store._connection().set_trace_callback(None)
     assert document.body == plain.document(archive).body and document.body.count(b"<entry>") > 50
+    assert len([sql for sql in statements if "FROM entry_texts" in sql]) == 1, statements
+    # the same for the entry pages an export renders together (``prepare``)
+    pages = sorted(path for path in publication.paths() if path.startswith("/posts/"))[:300]
+    store = Store(state_dir)  # nothing in memory yet
+    publication = build_publication(load_content(directory, cache=store))
+    statements.clear()
+    store._connection().set_trace_callback(statements.append)
+    publication.prepare(pages)
+    rendered = [publication.document(path).body for path in pages]
+    store._connection().set_trace_callback(None)
+    assert rendered == [plain.document(path).body for path in pages]
     assert len([sql for sql in statements if "FROM entry_texts" in sql]) == 1, statements
 
 
