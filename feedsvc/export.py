@@ -167,9 +167,10 @@ def _render_chunk(bounds: tuple[int, int]) -> dict[str, tuple[str, int | None]]:
     stamps: dict[str, int | None] = dict.fromkeys(etags)
     if stamp is not None:  # one store transaction a chunk; each file's time set while it is fresh in the kernel's caches
         for path, moment in stamp(etags).items():
-            stamps[path] = int(moment.timestamp())
+            seconds = moment.timestamp()
+            stamps[path] = int(seconds)
             for file in files[path]:
-                os.utime(file, (moment.timestamp(), moment.timestamp()))
+                os.utime(file, (seconds, seconds))
     return {path: (etag, stamps[path]) for path, etag in etags.items()}
 
 
