@@ -50,7 +50,8 @@ def _twins(name: str, representation) -> list[tuple[str, bytes]]:
     return files
 
 
-def _write(root: Path | str, name: str, representation, folders: set[str]) -> None:
+def _write(root: Path | str, name: str, representation, folders: set[str]) -> list[str]:
+    """Write a document's file and its .gz twin as new inodes; return the paths written."""
     folder = os.path.dirname(name)
     if folder not in folders:  # one mkdir per folder, not per file
         try:
@@ -60,6 +61,7 @@ def _write(root: Path | str, name: str, representation, folders: set[str]) -> No
         except FileExistsError:
             pass
         folders.add(folder)
+    written = []
     for file, data in _twins(name, representation):
         path = os.path.join(root, file)  # strings, not Paths: this runs for every file of an export
         # a new inode, never the old one rewritten: a slow download of the export before last,
@@ -71,9 +73,11 @@ def _write(root: Path | str, name: str, representation, folders: set[str]) -> No
             descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         with open(descriptor, "wb") as out:
             out.write(data)
+        written.append(path)
     if representation.gzip is None:  # a twin left by an earlier version of this file would be served stale
         with contextlib.suppress(FileNotFoundError):
             os.unlink(os.path.join(root, name + ".gz"))
+    return written
 
 
 def _set_times(root: Path | str, name: str, moment: datetime | None) -> None:
@@ -155,15 +159,15 @@ _JOB: tuple | None = None  # (publication, stamper, staging folder, paths): what
 def _render_chunk(bounds: tuple[int, int]) -> dict[str, tuple[str, int | None]]:
     """Render, write and stamp ``paths[start:stop]`` of the job; return each path's ETag and Last-Modified."""
     publication, stamp, root, paths = _JOB
+    chunk = paths[bounds[0] : bounds[1]]
     folders: set[str] = set()
     etags = {}
-    files: dict[str, tuple[str, ...]] = {}  # path -> the files just written for it (new inodes, this export's own)
-    publication.prepare(paths[bounds[0] : bounds[1]])
-    for path in paths[bounds[0] : bounds[1]]:
+    files: dict[str, list[str]] = {}  # path -> the files just written for it (new inodes, this export's own)
+    publication.prepare(chunk)
+    for path in chunk:
         representation = publication.document(path)
-        _write(root, file_for(path), representation, folders)
+        files[path] = _write(root, file_for(path), representation, folders)
         etags[path] = representation.etag
-        files[path] = tuple(os.path.join(root, file) for file, _ in _twins(file_for(path), representation))
     stamps: dict[str, int | None] = dict.fromkeys(etags)
     if stamp is not None:  # one store transaction a chunk; each file's time set while it is fresh in the kernel's caches
         for path, moment in stamp(etags).items():

@@ -72,7 +72,7 @@ def test_a_failed_export_leaves_the_previous_one_whole(tmp_path, content_dir, mo
         calls["n"] += 1
         if calls["n"] == 5:
             raise OSError(28, "No space left on device")
-        real_write(*args)
+        return real_write(*args)
 
     monkeypatch.setattr(feedsvc.export, "_write", failing_write)
     with pytest.raises(OSError):
@@ -195,7 +195,7 @@ def written(monkeypatch):
 
     def recording_write(root, name, representation, folders):
         names.append(name)
-        real_write(root, name, representation, folders)
+        return real_write(root, name, representation, folders)
 
     def recording_replace(root, name, representation):
         names.append(name)
