@@ -188,9 +188,17 @@ class Publication:
         self.rendered.update(rendered)
         return rendered[path]
 
+    def shown_entries(self, path: str) -> tuple[Entry, ...]:
+        """Return the entries the document at ``path`` shows with their bodies: an entry page's entry, a feed's items."""
+        if path in self.feed_specs:
+            return self.feed_specs[path].entries
+        if path in self.pages:
+            return (self.pages[path],)
+        return ()
+
     def prepare(self, paths: Iterable[str]) -> None:
-        """Load from the store, together, the bodies the entry pages at ``paths`` will show (one query, not one a page)."""
-        _load_bodies(self.pages[path] for path in paths if path in self.pages)
+        """Load from the store, together, the bodies the documents at ``paths`` will show (one query, not one a document)."""
+        _load_bodies(entry for path in paths for entry in self.shown_entries(path))
 
     def input_key(self, path: str) -> str | None:
         """Return a digest of everything the document at ``path`` is made from, without rendering it (None: unknown).
@@ -309,10 +317,10 @@ def _stamped(documents: dict[str, Representation], stamp: Stamper | None) -> dic
 
 def _load_bodies(entries: Iterable[Entry]) -> None:
     """Load the stored bodies of a document's entries together (one query a store), before it renders them one by one."""
-    keys: dict[Store, list[str]] = {}
+    keys: dict[Store, dict[str, None]] = {}  # each body once: a chunk of an export shows many twice or more
     for entry in entries:
         if isinstance(entry.body, StoredBody):
-            keys.setdefault(entry.body.store, []).append(entry.body.key)
+            keys.setdefault(entry.body.store, {})[entry.body.key] = None
     for store, found in keys.items():
         store.load_bodies(found)
 

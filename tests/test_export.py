@@ -310,6 +310,31 @@ def test_a_parallel_export_writes_what_a_sequential_one_writes(tmp_path, content
             assert (tmp_path / "two" / "site" / name).stat().st_mtime == published, name
 
 
+def test_an_export_loads_each_body_from_the_store_once(tmp_path, content_dir, monkeypatch):
+    """An entry's page and its day archives (the site's and its section's) are rendered together: one load, not three."""
+    import re
+
+    import feedsvc.store
+    from feedsvc.store import Store
+
+    monkeypatch.setattr(feedsvc.store, "RECENT_BODIES", 300)  # 600 entries: more than a writer keeps in memory
+    directory = generate(tmp_path / "generated", 600)  # ten minutes apart: ~144 a day, four days and a bit
+    store = Store(tmp_path / "state")
+    content = load_content(directory, cache=store)
+    publication = build_publication(content, stamp=lambda etags: store.last_modified(etags, content.version, lambda: True))
+    statements: list[str] = []
+    store._connection().set_trace_callback(statements.append)
+    export_publication(publication, tmp_path / "site", store=store)
+    store._connection().set_trace_callback(None)
+    loads: dict[str, int] = {}
+    for sql in statements:
+        if "FROM entry_texts" in sql:
+            for key in re.findall(r"'([0-9a-f]{32}:[0-9a-f]{32}[^']*)'", sql):
+                loads[key] = loads.get(key, 0) + 1
+    assert len(loads) > 500  # the bodies of every page not rendered with the version
+    assert max(loads.values()) == 1, sorted(loads.values())[-5:]
+
+
 def test_a_document_that_fails_in_a_worker_process_is_named_and_the_old_export_stays(tmp_path, content_dir, monkeypatch, fail_rendering):
     import feedsvc.export
     from feedsvc.content import ContentError
