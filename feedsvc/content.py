@@ -7,7 +7,9 @@ reported as ``FILE: FIELD: what is wrong and how to fix it`` so an editor can fi
 from __future__ import annotations
 
 import bisect
+import contextlib
 import functools
+import gc
 import hashlib
 import itertools
 import multiprocessing
@@ -967,6 +969,22 @@ def _parse_files(
 Progress = Callable[[int, int], None]  # (files done, files in all): long loads report as they go
 
 
+@contextlib.contextmanager
+def collector_paused() -> Iterator[None]:
+    """Pause the cycle collector while a load makes objects that live as long as it does.
+
+    Each full pass walks every object made so far: a load of 100,000 entries spent 6 s of its main
+    process collecting (4.7 s in 11 full passes) and freed nothing (entries hold no cycles).
+    """
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if collecting:
+            gc.enable()
+
+
 def _parse_all(
     site: Site,
     library: MediaLibrary,
@@ -988,7 +1006,8 @@ def _parse_all(
         parts = (_parse_files(site, library, part, defer_bodies) for part in chunks)
         pool = None
     else:  # the executor pickles a chunk only when a process is ready for it: the bytes are not all copied at once
-        pool = ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("fork"))
+        # the parsers collect their own garbage: only this process pauses its collector (``load_content``)
+        pool = ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("fork"), initializer=gc.enable)
         parts = pool.map(_parse_files, [site] * len(chunks), [library] * len(chunks), chunks, [defer_bodies] * len(chunks))
     try:
         for items_part, part in zip(chunks, parts, strict=True):
@@ -1156,6 +1175,7 @@ def _changed_entry_files(scan: FolderScan, memo: LoadMemo, remembered: Mapping, 
     return pending
 
 
+@collector_paused()
 def load_content(
     directory: str | Path,
     overrides: Mapping[str, Any] | None = None,

@@ -18,7 +18,6 @@ Every decision that several workers race for is one ``BEGIN IMMEDIATE`` transact
 from __future__ import annotations
 
 import contextlib
-import gc
 import hashlib
 import json
 import os
@@ -35,7 +34,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from .content import ContentFile, FolderScan, LoadMemo
+from .content import ContentFile, FolderScan, LoadMemo, collector_paused
 from .markdown import DeferredBody
 from .models import ENTRY_FIELDS, ENTRY_SLOT_SETTERS, Entry, Heading
 
@@ -303,17 +302,16 @@ class Store:
 
     def load_snapshot(self) -> LoadMemo | None:
         """Return what ``save_snapshot`` kept, or None (none yet, or written by other code: the loader then uses the parses)."""
-        collecting = gc.isenabled()
-        gc.disable()  # a million new objects would trigger passes over all of them: half the time of the load
-        try:
-            with open(self.directory / SNAPSHOT_FILE, "rb") as source:
-                columns = _SnapshotUnpickler(source, self).load()
-            return _memo_from_columns(columns, self) if isinstance(columns, dict) and columns.get("format") == _SNAPSHOT_FORMAT else None
-        except Exception:  # missing, truncated, or classes that changed since: start without it
-            return None
-        finally:
-            if collecting:
-                gc.enable()
+        # a million new objects would trigger passes over all of them: half the time of the load
+        with collector_paused():
+            try:
+                with open(self.directory / SNAPSHOT_FILE, "rb") as source:
+                    columns = _SnapshotUnpickler(source, self).load()
+                return (
+                    _memo_from_columns(columns, self) if isinstance(columns, dict) and columns.get("format") == _SNAPSHOT_FORMAT else None
+                )
+            except Exception:  # missing, truncated, or classes that changed since: start without it
+                return None
 
     # --- the hot set of the version served last, for the next start ------------------------------
 

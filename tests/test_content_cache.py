@@ -88,6 +88,44 @@ def test_parsing_on_several_processes_gives_what_one_gives(content_dir, monkeypa
     assert problems[0] == problems[1]
 
 
+def _parse_files_checking_the_collector(*args):
+    import gc
+
+    assert gc.isenabled(), "a parsing process must collect its own garbage"
+    return _real_parse_files(*args)
+
+
+_real_parse_files = feedsvc.content._parse_files
+
+
+def test_a_load_makes_no_collector_pass_in_its_process_while_its_parsers_collect(tmp_path, monkeypatch):
+    import gc
+    import inspect
+
+    from bench.generate_content import generate
+
+    directory = generate(tmp_path / "generated", 3000)
+    passes: list[int] = []
+
+    def count(phase, info):  # the passes made while a load runs (the one its end may trigger is the next code's)
+        frame = sys._getframe()
+        while frame is not None and frame.f_code is not inspect.unwrap(load_content).__code__:
+            frame = frame.f_back
+        if phase == "start" and frame is not None:
+            passes.append(info["generation"])
+
+    monkeypatch.setattr(feedsvc.content, "PARALLEL_FROM", 5)
+    monkeypatch.setattr(feedsvc.content, "_parse_files", _parse_files_checking_the_collector)
+    gc.callbacks.append(count)
+    try:
+        content = load_content(directory, processes=2)
+    finally:
+        gc.callbacks.remove(count)
+    assert len(content.entries) == 3000
+    assert passes == []  # each pass walks every entry made so far, and frees none
+    assert gc.isenabled()  # and on again afterwards
+
+
 def test_the_service_restarts_without_parsing(content_dir, state_dir, monkeypatch):
     from feedsvc import create_app
 
