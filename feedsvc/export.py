@@ -27,7 +27,7 @@ import shutil
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 from .publication import Publication
@@ -187,7 +187,7 @@ def _by_day(publication: Publication, paths: list[str]) -> tuple[list[str], list
     days: dict[str, list[str]] = {}
     for path in paths:
         shown = publication.shown_entries(path)
-        days.setdefault(shown[0].published.astimezone(UTC).date().isoformat() if shown else "", []).append(path)
+        days.setdefault(shown[0].day if shown else "", []).append(path)  # the day archive the newest one is in
     ordered: list[str] = []
     chunks: list[tuple[int, int]] = []
     start = 0

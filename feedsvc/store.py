@@ -300,18 +300,15 @@ class Store:
                 os.unlink(temporary)
             return False
 
+    @collector_paused()  # a million new objects would trigger passes over all of them: half the time of the load
     def load_snapshot(self) -> LoadMemo | None:
         """Return what ``save_snapshot`` kept, or None (none yet, or written by other code: the loader then uses the parses)."""
-        # a million new objects would trigger passes over all of them: half the time of the load
-        with collector_paused():
-            try:
-                with open(self.directory / SNAPSHOT_FILE, "rb") as source:
-                    columns = _SnapshotUnpickler(source, self).load()
-                return (
-                    _memo_from_columns(columns, self) if isinstance(columns, dict) and columns.get("format") == _SNAPSHOT_FORMAT else None
-                )
-            except Exception:  # missing, truncated, or classes that changed since: start without it
-                return None
+        try:
+            with open(self.directory / SNAPSHOT_FILE, "rb") as source:
+                columns = _SnapshotUnpickler(source, self).load()
+            return _memo_from_columns(columns, self) if isinstance(columns, dict) and columns.get("format") == _SNAPSHOT_FORMAT else None
+        except Exception:  # missing, truncated, or classes that changed since: start without it
+            return None
 
     # --- the hot set of the version served last, for the next start ------------------------------
 
