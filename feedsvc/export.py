@@ -30,6 +30,7 @@ from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
+from .feeds import sharing_entries
 from .publication import Publication
 from .publication import code_digest as _code_digest  # a module name tests replace
 from .store import Store
@@ -164,10 +165,11 @@ def _render_chunk(bounds: tuple[int, int]) -> dict[str, tuple[str, int | None]]:
     etags = {}
     files: dict[str, list[str]] = {}  # path -> the files just written for it (new inodes, this export's own)
     publication.prepare(chunk)
-    for path in chunk:
-        representation = publication.document(path)
-        files[path] = _write(root, file_for(path), representation, folders)
-        etags[path] = representation.etag
+    with sharing_entries():  # a chunk holds whole days: each entry is in its site's and its section's day archives
+        for path in chunk:
+            representation = publication.document(path)
+            files[path] = _write(root, file_for(path), representation, folders)
+            etags[path] = representation.etag
     stamps: dict[str, int | None] = dict.fromkeys(etags)
     if stamp is not None:  # one store transaction a chunk; each file's time set while it is fresh in the kernel's caches
         for path, moment in stamp(etags).items():

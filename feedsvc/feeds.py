@@ -7,17 +7,22 @@ content always gives the same bytes.
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import functools
 import hashlib
 import html
 import json
 import operator
+import threading
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from feedgen.entry import FeedEntry
 from feedgen.ext.base import BaseExtension
+from feedgen.ext.dc import DcEntryExtension
 from feedgen.feed import FeedGenerator
 from feedgen.util import xml_elem
 
@@ -387,12 +392,62 @@ def _feed_generator(spec: FeedSpec) -> FeedGenerator:
     fg.ttl(max(1, site.max_age // 60))
     # once per feed, not per entry: feedgen's entry-level load_extension re-imports the module each time
     fg.load_extension("dc", atom=False, rss=True)
-    if any(entry.image or entry.authors for entry in spec.entries):
-        fg.register_extension("newsroom", _NewsroomFeed, _NewsroomEntry, atom=True, rss=True)
     labels = spec.tag_label
+    pictured = any(entry.image or entry.authors for entry in spec.entries)
+    if pictured:
+        fg.register_extension("newsroom", _NewsroomFeed, _NewsroomEntry, atom=True, rss=True)
+    shared = getattr(_shared, "entries", None)
     for entry in spec.entries:
-        _add_entry(fg, site, entry, labels)
+        if shared is None:
+            fe = _feed_entry(FeedEntry(), site, entry, labels, pictured)
+        else:  # the same entry, labels and extensions give the same elements (the block keeps both objects: their ids stay theirs)
+            key = (id(entry), id(site), pictured, tuple(labels[tag_slug(label)] for label in entry.tags))
+            if key not in shared:
+                shared[key] = (entry, site, _feed_entry(_SharedEntry(), site, entry, labels, pictured))
+            fe = shared[key][2]
+        fg.add_entry(fe, order="append")  # entries arrive sorted; feedgen would otherwise prepend
     return fg
+
+
+class _SharedEntry(FeedEntry):
+    """A feedgen entry that builds its RSS item and Atom entry once, however many feeds show it.
+
+    feedgen builds them again for every feed, and an entry is in at least two (its site's day
+    archive and its section's): that was a fifth of a build's rendering. Each feed gets a copy:
+    lxml moves an element appended to a second tree.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._rss_item = None
+        self._atom_entry = None
+
+    def rss_entry(self, extensions=True):
+        if self._rss_item is None:
+            self._rss_item = super().rss_entry(extensions)
+        return copy.deepcopy(self._rss_item)
+
+    def atom_entry(self, extensions=True):
+        if self._atom_entry is None:
+            self._atom_entry = super().atom_entry(extensions)
+        return copy.deepcopy(self._atom_entry)
+
+
+_shared = threading.local()
+
+
+@contextlib.contextmanager
+def sharing_entries() -> Iterator[None]:
+    """Within this block, this thread builds each entry's feed elements once for all the feeds it renders.
+
+    For a batch of feeds that show the same entries (a build's chunk of days); what is built is
+    kept until the block ends.
+    """
+    _shared.entries = {}
+    try:
+        yield
+    finally:
+        _shared.entries = None
 
 
 def _set_links(fg: FeedGenerator, spec: FeedSpec, filename: str, media_type: str) -> FeedGenerator:
@@ -408,8 +463,11 @@ def _set_links(fg: FeedGenerator, spec: FeedSpec, filename: str, media_type: str
     return fg
 
 
-def _add_entry(fg: FeedGenerator, site: Site, entry: Entry, labels: dict[str, str]) -> None:
-    fe = fg.add_entry(order="append")  # entries arrive sorted; feedgen would otherwise prepend
+def _feed_entry(fe: FeedEntry, site: Site, entry: Entry, labels: dict[str, str], pictured: bool) -> FeedEntry:
+    # the extensions FeedGenerator.add_entry would give it, in its order (it skips those already there)
+    fe.register_extension("dc", DcEntryExtension, atom=False, rss=True)
+    if pictured:
+        fe.register_extension("newsroom", _NewsroomEntry, atom=True, rss=True)
     fe.id(entry.id)
     fe.guid(entry.id, permalink=False)
     fe.title(entry.title)
@@ -429,6 +487,7 @@ def _add_entry(fg: FeedGenerator, site: Site, entry: Entry, labels: dict[str, st
     if entry.image is not None or entry.authors:
         fe.newsroom.image = entry.image
         fe.newsroom.authors = entry.authors
+    return fe
 
 
 def _summary_of(entry: Entry) -> str:

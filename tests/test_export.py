@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 from urllib.parse import quote
 
+import feedparser
 import pytest
 
 from bench.generate_content import generate
@@ -333,6 +334,36 @@ def test_an_export_loads_each_body_from_the_store_once(tmp_path, content_dir, mo
                 loads[key] = loads.get(key, 0) + 1
     assert len(loads) > 500  # the bodies of every page not rendered with the version
     assert max(loads.values()) == 1, sorted(loads.values())[-5:]
+
+
+def test_an_export_builds_each_entrys_feed_elements_once(tmp_path, monkeypatch):
+    """An entry is in its site's day archive and its section's: its RSS item and Atom entry are built once, each feed gets a copy."""
+    from feedgen.entry import FeedEntry
+
+    directory = generate(tmp_path / "generated", 600)  # ~144 a day, in three sections
+    publication = build_publication(load_content(directory))
+    builds: dict[tuple[str, str], int] = {}
+
+    def counted(name: str):
+        original = getattr(FeedEntry, name)
+
+        def counting(self, *args, **kwargs):
+            builds[name, self.id()] = builds.get((name, self.id()), 0) + 1
+            return original(self, *args, **kwargs)
+
+        return counting
+
+    for name in ("rss_entry", "atom_entry"):
+        monkeypatch.setattr(FeedEntry, name, counted(name))
+    export_publication(publication, tmp_path / "site")
+    assert {entry_id for _, entry_id in builds} == {entry.id for entry in publication.content.entries}
+    assert max(builds.values()) == 1, sorted(builds.values())[-5:]
+    for day in {entry.day for entry in publication.content.entries}:  # and each feed still shows every entry of its day
+        site_day = feedparser.parse((tmp_path / "site" / "archive" / day / "feed.xml").read_bytes())
+        sections = [tmp_path / "site" / key / "archive" / day / "atom.xml" for key in ("article", "featured", "latest")]
+        in_sections = [entry.id for path in sections if path.exists() for entry in feedparser.parse(path.read_bytes()).entries]
+        assert sorted(in_sections) == sorted(entry.id for entry in site_day.entries)
+        assert len(site_day.entries) == sum(entry.day == day for entry in publication.content.entries)
 
 
 def test_a_document_that_fails_in_a_worker_process_is_named_and_the_old_export_stays(tmp_path, content_dir, monkeypatch, fail_rendering):
