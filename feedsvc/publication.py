@@ -525,8 +525,10 @@ def build_publication(
     # entry pages show tags by the site's label for them: a label that changes changes them all
     page_key = (site, context.feeds, context.stylesheet_url, context.icon_url, tuple(labels.items()))
 
-    def page(body: bytes) -> Representation:
-        return build_representation(body, HTML_TYPE, cache_control=cache_control, extra_headers=HTML_SECURITY_HEADERS)
+    def page(body: bytes, gzip_level: int = GZIP_LEVEL) -> Representation:
+        return build_representation(
+            body, HTML_TYPE, cache_control=cache_control, extra_headers=HTML_SECURITY_HEADERS, gzip_level=gzip_level
+        )
 
     documents: dict[str, Representation] = {}
     rendered = RenderedCache()
@@ -554,7 +556,7 @@ def build_publication(
 
     def render_page(entry: Entry) -> Representation:
         try:
-            return page(render_entry(context, entry))
+            return page(render_entry(context, entry), RARELY_READ_GZIP_LEVEL)  # one of thousands: as the archive feeds
         except Exception as error:  # whatever a library chokes on: name the file, keep serving the last good version
             raise ContentError(
                 [Problem(entry.source, "file", f"cannot be rendered: {type(error).__name__}: {shorten(str(error), 80)}")]

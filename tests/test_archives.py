@@ -139,9 +139,18 @@ def test_archive_documents_are_marked_linked_and_cached_like_the_feed(big):
 
 
 def test_archive_documents_are_compressed_fast_and_subscription_feeds_small(big):
-    """Archive feeds are rarely read: gzip level 1 (nginx's default); the feeds polled all day: level 6."""
+    """Archive feeds and entry pages, thousands each read now and then: gzip level 1 (nginx's default); the feeds polled all day
+    and the landing page: level 6."""
     client, _ = big
-    for path, level in (("/archive/2025-06-10/feed.xml", 1), ("/archive/2025-06-10/feed.json", 1), ("/feed.xml", 6), ("/atom.xml", 6)):
+    for path, level in (
+        ("/archive/2025-06-10/feed.xml", 1),
+        ("/archive/2025-06-10/feed.json", 1),
+        ("/posts/post-00001/", 1),  # one of the newest: rendered at start
+        ("/posts/post-09000/", 1),  # rendered when first asked for
+        ("/feed.xml", 6),
+        ("/atom.xml", 6),
+        ("/", 6),
+    ):
         identity = client.get(path).data
         zipped = client.get(path, headers={"Accept-Encoding": "gzip"})
         assert zipped.headers["Content-Encoding"] == "gzip" and gzip.decompress(zipped.data) == identity
