@@ -8,7 +8,6 @@ content always gives the same bytes.
 from __future__ import annotations
 
 import contextlib
-import copy
 import functools
 import hashlib
 import html
@@ -400,7 +399,8 @@ def _feed_generator(spec: FeedSpec) -> FeedGenerator:
     for entry in spec.entries:
         if shared is None:
             fe = _feed_entry(FeedEntry(), site, entry, labels, pictured)
-        else:  # the same entry, labels and extensions give the same elements (the block keeps both objects: their ids stay theirs)
+        else:  # the same entry with the same labels (a spec's input) and extensions gives the same elements; the block
+            # keeps the entry and the site alive, so their ids stay theirs
             key = (id(entry), id(site), pictured, tuple(labels[tag_slug(label)] for label in entry.tags))
             if key not in shared:
                 shared[key] = (entry, site, _feed_entry(_SharedEntry(), site, entry, labels, pictured))
@@ -413,8 +413,10 @@ class _SharedEntry(FeedEntry):
     """A feedgen entry that builds its RSS item and Atom entry once, however many feeds show it.
 
     feedgen builds them again for every feed, and an entry is in at least two (its site's day
-    archive and its section's): ~15 % of a build's writing, sampled. Each feed gets a copy: lxml
-    moves an element appended to a second tree.
+    archive and its section's): ~15 % of a build's writing, sampled. The element moves (lxml) into
+    each feed's tree in turn, which ``render_xml_feeds`` writes out before the next feed takes it;
+    the key keeps feeds with other namespaces (``pictured``) apart, so it is written the same way
+    in each.
     """
 
     def __init__(self) -> None:
@@ -425,12 +427,12 @@ class _SharedEntry(FeedEntry):
     def rss_entry(self, extensions=True):
         if self._rss_item is None:
             self._rss_item = super().rss_entry(extensions)
-        return copy.deepcopy(self._rss_item)
+        return self._rss_item
 
     def atom_entry(self, extensions=True):
         if self._atom_entry is None:
             self._atom_entry = super().atom_entry(extensions)
-        return copy.deepcopy(self._atom_entry)
+        return self._atom_entry
 
 
 _shared = threading.local()

@@ -597,3 +597,29 @@ def test_headings_live_in_the_store_with_the_body_not_in_every_worker(newsroom, 
     load_content(newsroom, cache=Store(tmp_path / "state"))  # parsed, then stored
     stored = next(e for e in load_content(newsroom, cache=Store(tmp_path / "state")).entries if e.slug == "harbour-reopens")
     assert stored.headings == () and stored.contents == parsed.contents
+
+
+def test_feeds_rendered_together_share_entries_and_give_the_bytes_each_gives_alone(monkeypatch):
+    """A build renders many feeds in one sharing block: pictured or not, with bylines and tags, every feed
+    comes out as it alone would write it, from fewer builds of the entries' elements."""
+    from feedgen.entry import FeedEntry
+
+    from feedsvc.feeds import render_xml_feeds, sharing_entries
+    from feedsvc.models import release
+    from feedsvc.publication import build_publication
+
+    content = release(load_content(NEWSROOM), datetime.fromtimestamp(NOW, UTC))
+    specs = list({id(spec): spec for spec in build_publication(content).feed_specs.values()}.values())
+    alone = [render_xml_feeds(spec) for spec in specs]
+    built: list[str] = []
+    original = FeedEntry.rss_entry
+
+    def counting(self, *args, **kwargs):
+        built.append(self.id())
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(FeedEntry, "rss_entry", counting)
+    with sharing_entries():
+        together = [render_xml_feeds(spec) for spec in specs]
+    assert together == alone
+    assert len(built) < sum(len(spec.entries) for spec in specs)  # shared: fewer builds than feed items
