@@ -33,7 +33,21 @@ def _anchor(text: str) -> str:
 # CommonMark with raw HTML disabled: HTML typed into Markdown is shown as text, never executed,
 # and markdown-it's validateLink already refuses javascript:/vbscript:/data: links. Every heading
 # gets a stable id from its text (GitHub's way, unique within the entry) for links and contents.
-_markdown = MarkdownIt("commonmark", {"html": False}).use(anchors_plugin, min_level=1, max_level=6, slug_func=_anchor)
+# Its own "normalize" rule is replaced by ``_normalized`` (the same text, faster).
+_markdown = (
+    MarkdownIt("commonmark", {"html": False}).use(anchors_plugin, min_level=1, max_level=6, slug_func=_anchor).disable("normalize")
+)
+
+
+def _normalized(source: str) -> str:
+    """Return ``source`` as markdown-it's "normalize" rule makes it: line endings as "\\n", NUL as U+FFFD (CommonMark 2.1, 2.3).
+
+    The rule substitutes every line ending with a regular expression, even "\\n" for itself: 40 us
+    of a ~1 ms body, 4-8 % of rendering Markdown. Most text has no "\\r" and no NUL to look for twice.
+    """
+    if "\r" in source:
+        source = source.replace("\r\n", "\n").replace("\r", "\n")
+    return source.replace("\0", "\ufffd") if "\0" in source else source
 
 
 _PLAIN = {"text", "code_inline", "softbreak", "hardbreak"}
@@ -104,7 +118,7 @@ def render_markdown(source: str, page_url: str, find_image: ImageFinder | None =
     shown from its content-hashed URL with its width and height (no layout shift), and a missing
     or unreadable one is a problem, never a broken picture.
     """
-    tokens = _markdown.parse(source)
+    tokens = _markdown.parse(_normalized(source))
     media: dict[str, MediaFile] = {}
     problems: list[str] = []
     headings: list[Heading] = []

@@ -14,9 +14,12 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from lxml import etree
+from markdown_it import MarkdownIt
+from mdit_py_plugins.anchors import anchors_plugin
 
 from feedsvc.content import load_content
 from feedsvc.feeds import render_json_feed
+from feedsvc.markdown import _anchor, _markdown, _normalized
 from feedsvc.models import strip_xml_illegal
 from feedsvc.pages import page_context, render_entry
 from tests.conftest import BUNDLED_CONTENT, render_atom, render_rss, site_feed
@@ -231,3 +234,15 @@ def _allowed_in_xml(character: str) -> bool:
 @settings(max_examples=500)
 def test_stripping_xml_illegal_characters_keeps_exactly_the_allowed_ones(value):
     assert strip_xml_illegal(value) == "".join(filter(_allowed_in_xml, value))
+
+
+# Markdown with the line endings and NULs CommonMark normalizes (spec 2.1, 2.3) made likely, among blocks they end
+MARKDOWN_PIECES = ["\r\n", "\r", "\n", "\r\r\n", "\n\r", "\x00", "# ", "- ", "1. ", "> ", "    ", "```", "*a*", "[a](b)", "\\"]
+markdown_source = st.lists(st.one_of(st.text(), st.sampled_from(MARKDOWN_PIECES)), max_size=16).map("".join)
+
+
+@given(markdown_source)
+@settings(max_examples=500)
+def test_bodies_render_as_with_markdown_its_own_normalize_rule(source):
+    with_its_rule = MarkdownIt("commonmark", {"html": False}).use(anchors_plugin, min_level=1, max_level=6, slug_func=_anchor)
+    assert _markdown.render(_normalized(source)) == with_its_rule.render(source)
