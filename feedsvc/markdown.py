@@ -34,9 +34,7 @@ def _anchor(text: str) -> str:
 # and markdown-it's validateLink already refuses javascript:/vbscript:/data: links. Every heading
 # gets a stable id from its text (GitHub's way, unique within the entry) for links and contents.
 # Its own "normalize" rule is replaced by ``_normalized`` (the same text, faster).
-_markdown = (
-    MarkdownIt("commonmark", {"html": False}).use(anchors_plugin, min_level=1, max_level=6, slug_func=_anchor).disable("normalize")
-)
+_markdown = MarkdownIt("commonmark", {"html": False}).use(anchors_plugin, min_level=1, max_level=6, slug_func=_anchor).disable("normalize")
 
 
 def _normalized(source: str) -> str:
