@@ -479,11 +479,12 @@ def _feed_entry(fe: FeedEntry, site: Site, entry: Entry, labels: dict[str, str],
     fe.category(term=entry.section, label=site.section(entry.section).title)
     for slug in map(tag_slug, entry.tags):  # Atom: the slug is the stable term, the tag page's folder the scheme
         fe.category(term=slug, label=labels[slug], scheme=site.url("/tags/"))
-    if entry.body_html and site.feed_content == "full":
-        fe.content(entry.body_html, type="html")  # Atom <content type="html">, RSS content:encoded
+    body_html, _, summary = entry.texts()
+    if body_html and site.feed_content == "full":
+        fe.content(body_html, type="html")  # Atom <content type="html">, RSS content:encoded
     # RSS <description> is HTML to every reader, so the plain-text summary goes in HTML-escaped
     # ("<aside>" stays a word); Atom says so with type="html". After content() on purpose.
-    fe.summary(html.escape(_summary_of(entry), quote=False), type="html")
+    fe.summary(html.escape(_summary_of(entry, summary), quote=False), type="html")
     # RSS <author> must be an e-mail address; dc:creator takes a name (one element per author)
     fe.dc.dc_creator([author.name for author in entry.authors] or site.author)
     if entry.image is not None or entry.authors:
@@ -492,13 +493,13 @@ def _feed_entry(fe: FeedEntry, site: Site, entry: Entry, labels: dict[str, str],
     return fe
 
 
-def _summary_of(entry: Entry) -> str:
-    """Return the entry's plain-text summary; a title-only post is summarized by its title.
+def _summary_of(entry: Entry, summary: str) -> str:
+    """Return the entry's plain-text summary (``summary``, from ``Entry.texts``); a title-only post is summarized by its title.
 
     Feed readers show an empty box for an Atom entry with neither content nor summary (the W3C
     validator warns: MissingTextualContent), and the seed gives posts no text we could quote.
     """
-    return entry.summary or entry.title
+    return summary or entry.title
 
 
 def render_xml_feeds(spec: FeedSpec) -> tuple[bytes, bytes]:
@@ -544,11 +545,12 @@ def _json_item(site: Site, entry: Entry, labels: dict[str, str]) -> dict:
         "title": entry.title,
     }
     # JSON Feed 1.1: an item must carry content_html or content_text.
-    if entry.body_html and site.feed_content == "full":
-        item["content_html"] = entry.body_html
+    body_html, _, summary = entry.texts()
+    if body_html and site.feed_content == "full":
+        item["content_html"] = body_html
     else:
-        item["content_text"] = _summary_of(entry)
-    item["summary"] = _summary_of(entry)
+        item["content_text"] = _summary_of(entry, summary)
+    item["summary"] = _summary_of(entry, summary)
     if entry.image is not None:
         item["image"] = entry.image.url
     item["date_published"] = entry.published.isoformat()  # RFC 3339

@@ -98,13 +98,16 @@ def tag_links(context: PageContext, entry: Entry) -> list[tuple[str, str]]:
 def render_entry(context: PageContext, entry: Entry) -> bytes:
     """Render the page of one entry: picture, byline, contents (three headings or more), body, tags."""
     site = context.content.site
+    body_html, headings, summary = entry.texts()
     return _render(
         "entry.html",
         context,
         entry=entry,
+        body_html=body_html,
+        summary=summary,
         entry_url=site.url(entry.path),
         section=site.section(entry.section),
-        contents=entry.contents if len(entry.contents) >= CONTENTS_FROM else (),
+        contents=headings if len(headings) >= CONTENTS_FROM else (),
         authors=entry.authors or (Author(site.author),),
         tags=tag_links(context, entry),
     )

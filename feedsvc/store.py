@@ -581,6 +581,9 @@ class StoredBody:
     def summary(self) -> str:
         return self.store.body(self.key)[2]
 
+    def texts(self) -> tuple[str, tuple[Heading, ...], str]:
+        return self.store.body(self.key)
+
 
 # --- the kept load as columns ---------------------------------------------------------------------
 #
