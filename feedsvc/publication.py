@@ -449,7 +449,8 @@ def _sitemaps(content: Content, tagged: Mapping[str, tuple[Entry, ...]]) -> dict
     entries = content.entries
     count = 2 + len(site.sections) + (1 + len(tagged) if tagged else 0) + len(entries)
 
-    def urls() -> list[tuple[str, datetime | None]]:
+    def urls(start: int = 0, stop: int | None = None) -> list[tuple[str, datetime | None]]:
+        """Return the sitemap's URLs ``[start:stop]``: an entry's URL is made only for the file that lists it."""
         newest = entries[0].updated if entries else None
         found = [(site.url("/"), newest), (site.url("/archive/"), newest)]
         for section in site.sections:
@@ -458,7 +459,8 @@ def _sitemaps(content: Content, tagged: Mapping[str, tuple[Entry, ...]]) -> dict
         if tagged:
             found.append((site.url("/tags/"), newest))
         found += [(site.url(tag_path(slug)), max(e.updated for e in tag_entries)) for slug, tag_entries in tagged.items()]
-        return found + [(site.url(entry.path), entry.updated) for entry in entries]
+        listed = entries[max(0, start - len(found)) : None if stop is None else max(0, stop - len(found))]
+        return found[start:stop] + [(site.url(entry.path), entry.updated) for entry in listed]
 
     def document(body: bytes) -> Representation:
         return build_representation(body, SITEMAP_TYPE, cache_control=FEED_CACHE.format(max_age=site.max_age))
@@ -473,7 +475,7 @@ def _sitemaps(content: Content, tagged: Mapping[str, tuple[Entry, ...]]) -> dict
         return document(render_sitemap_index([(site.url(f"/sitemaps/{n}.xml"), m) for n, m in enumerate(newest, start=1)]))
 
     def part(start: int) -> Representation:
-        return document(render_sitemap(urls()[start : start + SITEMAP_LIMIT]))
+        return document(render_sitemap(urls(start, start + SITEMAP_LIMIT)))
 
     parts = {f"/sitemaps/{n}.xml": functools.partial(part, start) for n, start in enumerate(starts, start=1)}
     return {"/sitemap.xml": index, **parts}
