@@ -337,7 +337,7 @@ def test_an_export_loads_each_body_from_the_store_once(tmp_path, content_dir, mo
 
 
 def test_an_export_builds_each_entrys_feed_elements_once(tmp_path, monkeypatch):
-    """An entry is in its site's day archive and its section's: its RSS item and Atom entry are built once, each feed gets a copy."""
+    """An entry is in its site's day archive and its section's: its RSS item and Atom entry are built once and move from feed to feed."""
     from feedgen.entry import FeedEntry
 
     directory = generate(tmp_path / "generated", 600)  # ~144 a day, in two sections
