@@ -207,7 +207,7 @@ def worker_rss_mib(pid: int) -> dict[int, float]:
 BUILD_PROBE = """
 import json, resource, sys, time
 from pathlib import Path
-from feedsvc.content import LoadMemo, load_content
+from feedsvc.source.loader import LoadMemo, load_content
 from feedsvc.publication import build_publication
 folder, parsed = Path(sys.argv[1]), LoadMemo()
 t0 = time.perf_counter()

@@ -4,34 +4,27 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import hashlib
-import json
+import errno
 import os
 import resource
+import socket
 import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from .config import DEFAULTS, ConfigError, config_from_env, site_overrides
-from .content import SITE_DEFAULTS, ContentError, FolderScan, Problem, load_content, scan_folder
+from .config import DEFAULTS, ConfigError, config_from_env, namespace_settings, site_overrides
 from .export import export_publication
+from .identity import build_identity
+from .live.publisher import Publisher, keep_load, kept_load
 from .markdown import shorten
 from .models import release
 from .nginx import static_site_config
+from .problems import ContentError, Problem
 from .publication import Publication, build_publication
-from .publisher import (
-    CHECKED_SCAN_VARIABLE,
-    WARM_START_VARIABLE,
-    fingerprint,
-    handover_note,
-    hot_set_key,
-    keep_hot_set,
-    keep_load,
-    kept_load,
-)
-from .store import StateError, Store, default_state_dir
-from .warmstart import usable_hot_set
+from .source.fields import SITE_DEFAULTS
+from .source.loader import load_content, load_site
+from .state import Store, default_state_dir, namespace_of
 from .websub import HubNotifier
 
 
@@ -71,38 +64,30 @@ class Progress:
             _say(line, sys.stderr)
 
 
-def _load(
-    directory: str,
-    store: Store | None = None,
-    render_all: bool = True,
-    cache: Store | None = None,
-    scan: FolderScan | None = None,
-    defer_bodies: bool = False,
-) -> Publication | None:
+def _load(directory: str, store: Store | None = None, render_all: bool = True) -> Publication | None:
     """Load, validate and render content exactly as the service does, printing every problem; None when there are any.
 
     With ``render_all`` every document is rendered, entry and archive pages too, so whatever
-    ``check`` accepts, ``serve`` serves; ``serve`` itself checks what it renders at start.
-    New files are parsed on every core (this runs before any thread starts); ``store`` or
-    ``cache`` keep the parses for the next load and the service's workers; with ``defer_bodies``
-    they keep the bodies without pictures unrendered, for the workers to render (``load_content``).
+    ``check`` accepts, ``serve`` serves. New files are parsed on every core (this runs before any
+    thread starts); ``store`` keeps the parses and the whole load for the next build.
     """
-    memo, kept = kept_load(store or cache, directory)  # the last whole load: a build after one edit reads one file
+    identity = build_identity()
+    memo, _ = kept_load(store, directory, identity)  # the last whole load: a build after one edit reads one file
     try:
         config = config_from_env()
         loaded = load_content(
             directory,
             site_overrides(config),
             parsed=memo,
-            cache=store or cache,
+            cache=store.parses if store is not None else None,
             processes=os.cpu_count() or 1,
-            scan=scan,
             progress=Progress("parsing new files"),
-            defer_bodies=defer_bodies,
+            identity=identity,
         )
-        keep_load(store or cache, memo, kept)  # for the next build, or the service's workers
+        if store is not None and memo.fresh:
+            keep_load(store, memo, directory, identity)  # for the next build
         content = release(loaded, datetime.now(UTC))
-        stamp = None if store is None else lambda etags: store.last_modified(etags, content.version, lambda: True)
+        stamp = None if store is None else lambda etags: store.stamps.last_modified(etags, content.version, lambda: True)
         publication = build_publication(content, config.get("HUB_URL"), stamp=stamp)
         if render_all:
             for path in sorted(publication.paths()):
@@ -212,93 +197,68 @@ def granian_command(args: argparse.Namespace, max_connections: int) -> list[str]
     ]  # fmt: skip
 
 
-CHECKED_SETTING = "serve: content checked"
-
-
-def _check_key(folder_fingerprint: str) -> str:
-    """What a check of the content depends on: the folder's ``fingerprint`` (which one, its files' names, sizes and mtimes) and the configuration.
-
-    Made from the scan the check loads: a file changed after it has another mtime, so a key never
-    describes bytes the check did not see.
-    """
-    config = {key: value for key, value in config_from_env().items() if key != "CLOCK"}
-    return hashlib.sha256(repr((folder_fingerprint, sorted(config.items()))).encode()).hexdigest()
-
-
-def _checked_before(store: Store, key: str) -> dict | None:
-    """The result of the last successful start's check, if the folder and configuration are as they were then.
-
-    A restart on unchanged content then starts the workers at once (they validate what they load;
-    the check is what refuses to start on a broken folder, and a broken folder has changed).
-    """
-    remembered = store.setting(CHECKED_SETTING)
-    checked = None if remembered is None else json.loads(remembered)
-    return checked if checked is not None and checked.get("key") == key else None
-
-
 def _base_url_for(port: int) -> str:
     """The public URL of a site whose site file names none, served on ``port`` of this machine."""
     return f"http://127.0.0.1:{port}"
 
 
-def _warm_start(store: Store, port: int) -> dict | None:
-    """What the last check found, when the workers may start on the hot set the last run kept (None: check the folder).
+def _port_taken(host: str, port: int) -> bool:
+    """Tell whether another server holds ``host:port`` (granian binds with SO_REUSEPORT, so a second one would share it)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a port left in TIME_WAIT is free
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            return error.errno == errno.EADDRINUSE
+    return False
 
-    A restart then answers at once with the documents it served before and looks at every file in
-    the workers, in the background: an edit made while it was down is published like any edit,
-    and one that broke a file leaves the last good version served and named in /healthz (a typo
-    never keeps the site down). Only a start with no hot set, other code or other settings, or a
-    scheduled entry due since, checks the folder first (and refuses invalid content).
+
+def _check(content: str, store: Store, config: dict) -> dict | None:
+    """Load and check the folder as a worker starts on it, on every core; keep what the workers start from. None: invalid.
+
+    Parsed into the state, where the workers find it: they start without parsing. Bodies without
+    pictures cannot be wrong: checked by their front matter, they are rendered once serving. The
+    hot documents and the version are kept as a worker keeps them, so the workers answer at once.
     """
-    remembered = store.setting(CHECKED_SETTING)
-    if remembered is None:
+    try:
+        publisher = Publisher(
+            content,
+            site_overrides(config),
+            config["HUB_URL"],
+            store,
+            identity=build_identity(),
+            processes=os.cpu_count() or 1,
+            defer_bodies=True,
+            progress=Progress("parsing new files"),
+        )
+    except ContentError as error:
+        _report(content, error.problems)
         return None
-    checked = json.loads(remembered)
-    config = {**DEFAULTS, **config_from_env()}
-    if checked["default_base_url"] and port != 8000:  # what serve sets below, and its workers render with
-        config["BASE_URL"] = _base_url_for(port)
-    key = hot_set_key(config)
-    hot = usable_hot_set(store, key, time.time)  # read as the workers will: a damaged file means a check
-    return None if hot is None else {"entries": hot.entries, "default_base_url": checked["default_base_url"], "hot_set": key}
-
-
-def _check(store: Store, content: str) -> tuple[dict | None, str]:
-    """Check the folder unless it is as the last start's check saw it: what it holds (None: invalid), and the scan's fingerprint."""
-    scan = scan_folder(Path(content))
-    seen = fingerprint(Path(content), scan)
-    key = _check_key(seen)
-    checked = _checked_before(store, key)
-    if checked is not None:
-        _say(f"{content}: unchanged since the last start's check (same files, sizes, times and settings)")
-        return checked, seen
-    # parsed on every core into the store, where the workers find it: they start without parsing. Bodies
-    # without pictures cannot be wrong: checked by their front matter, they are rendered once serving.
-    # Stamped like the workers stamp (the store gives the same bytes the same Last-Modified in every process)
-    publication = _load(content, store, render_all=False, scan=scan, defer_bodies=True)  # the workers render the rest
-    if publication is None:
-        return None, seen
-    # the hot documents the check rendered, kept as a restart keeps them: workers with the check's settings
-    # answer with them at once while they load the archive (`serve` hands them over when the keys agree)
-    keep_hot_set(store, publication, hot_set_key({**DEFAULTS, **config_from_env()}))
-    checked = {
-        "entries": len(publication.content.entries),
-        "default_base_url": publication.content.site.base_url == SITE_DEFAULTS["base_url"],
-    }
-    store.remember(CHECKED_SETTING, json.dumps({"key": key, **checked}))
-    return checked, seen
+    publisher.stop()  # not serving: it leaves the workers' ledger
+    return {"entries": len(publisher.current.content.entries)}
 
 
 def serve(args: argparse.Namespace) -> int:
-    """Run the production server (granian, WSGI) on validated content."""
+    """Run the production server (granian, WSGI) on the content, or its last good version when the state kept one."""
     _keep_standard_streams_open()
     # absolute, not resolved: a `current -> releases/N` symlink is followed again on every reload
     os.environ["FEEDSVC_CONTENT_DIR"] = str(Path(args.content).absolute())
     os.environ.pop("FLASK_DEBUG", None)  # debug mode is for `flask run`, never for serve
     try:
-        store = Store(config_from_env().get("STATE_DIR") or default_state_dir(args.content))
-    except (ConfigError, StateError) as error:
+        config = {**DEFAULTS, **config_from_env()}
+    except ConfigError as error:
         _say(f"environment: {error}", sys.stderr)
         return 1
+    if _port_taken(args.host, args.port):
+        _say(f"environment: {args.host}:{args.port} is in use by another server; stop it or choose another --port", sys.stderr)
+        return 1
+    if config["BASE_URL"] is None and args.port != 8000 and _names_no_base_url(args.content):
+        # nobody configured a public URL: links point at this local server (set before the state's namespace is named)
+        os.environ["FEEDSVC_BASE_URL"] = config["BASE_URL"] = _base_url_for(args.port)
+    directory = config["CONTENT_DIR"]
+    state_dir = config["STATE_DIR"] or default_state_dir(directory)
+    store = Store(state_dir, namespace_of(directory, namespace_settings(config)))
     descriptors = raise_descriptor_limit()
     max_connections = args.max_connections or max(1, min(MAX_CONNECTIONS, descriptors - _RESERVED_DESCRIPTORS))
     if max_connections > descriptors - _RESERVED_DESCRIPTORS:
@@ -307,38 +267,40 @@ def serve(args: argparse.Namespace) -> int:
             sys.stderr,
         )
         return 1
-    checked = _warm_start(store, args.port)
-    if checked is not None:
-        _say(f"{args.content}: restarting on the documents the last run served; the workers look at every file meanwhile")
-        os.environ[WARM_START_VARIABLE] = handover_note(checked["hot_set"])
-    else:
-        checked, seen = _check(store, args.content)
+    kept = store.kept.version()
+    if kept is not None and kept[1] == build_identity():
+        _say(f"{args.content}: the state keeps version {kept[0]} of this folder: the workers start at once and look at every file")
+        served = "its content"
+    else:  # a first start, an upgrade, other settings: refuse to start on invalid content
+        checked = _check(args.content, store, config)
         if checked is None:
-            return 1  # refuse to start: the messages above say what to fix
-        # the workers start from this look at every file when their kept load has the same (Publisher's checked_scan)
-        os.environ[CHECKED_SCAN_VARIABLE] = handover_note(seen)
-        warm = _warm_start(store, args.port)  # the hot set the check rendered, unless the workers' settings differ
-        if warm is not None:
-            os.environ[WARM_START_VARIABLE] = handover_note(warm["hot_set"])
-    if checked["default_base_url"] and args.port != 8000:
-        # nobody configured a public URL: make links point at this local server
-        os.environ["FEEDSVC_BASE_URL"] = _base_url_for(args.port)
+            return 1
+        served = f"{checked['entries']} entries"
+    if store.problem is not None:
+        _say(f"{store.problem} (Last-Modified times and fast restarts wait until it can)", sys.stderr)
     _say(
-        f"feedsvc: serving {checked['entries']} entries on http://{args.host}:{args.port}/ with {args.workers} worker(s), "
+        f"feedsvc: serving {served} on http://{args.host}:{args.port}/ with {args.workers} worker(s), "
         f"up to {max_connections} connections each, idle timeout {args.timeout:g} s, HTTP/2 {'on' if args.http2 else 'off'}"
     )
     os.execv(sys.executable, granian_command(args, max_connections))
     return 0  # not reached
 
 
+def _names_no_base_url(content: str) -> bool:
+    """Tell whether the site file leaves the public URL to its default (a broken site file is the check's to report)."""
+    site = load_site(Path(content), {})
+    return site is not None and site.base_url == SITE_DEFAULTS["base_url"]
+
+
 def build(args: argparse.Namespace) -> int:
     """Write a static export of every document (byte-identical to what the service serves)."""
     try:
-        config = config_from_env()
-        store = Store(config.get("STATE_DIR") or default_state_dir(args.content))
-    except (ConfigError, StateError) as error:
+        config = {**DEFAULTS, **config_from_env(), "CONTENT_DIR": args.content}
+    except ConfigError as error:
         print(f"environment: {error}", file=sys.stderr)
         return 1
+    namespace = namespace_of(args.content, namespace_settings(config))
+    store = Store(config["STATE_DIR"] or default_state_dir(args.content), namespace, role="build")
     publication = _load(args.content, store, render_all=False)  # the export renders every document, once
     if publication is None:
         return 1  # nothing written: a previous export stays as it was

@@ -28,6 +28,10 @@ DEFAULTS: dict[str, Any] = {
     "HUB_URL": None,
     # wall clock for Last-Modified stamps (tests inject one; never from the environment)
     "CLOCK": time.time,
+    # the build identity every cache is keyed by (None: this code's, identity.build_identity; tests simulate upgrades)
+    "BUILD_IDENTITY": None,
+    # start the publisher in the background, answering from the kept hot set meanwhile (the WSGI entry point's way)
+    "START_IN_BACKGROUND": False,
 }
 
 
@@ -58,6 +62,8 @@ _PARSERS = {
 }
 # configuration key -> site-file field it overrides
 SITE_OVERRIDES = {"BASE_URL": "base_url", "MAX_AGE": "max_age", "ITEM_LIMIT": "item_limit"}
+# the settings that change a document's bytes besides the content: with the folder, they name a namespace of the state
+NAMESPACE_SETTINGS = ("BASE_URL", "MAX_AGE", "ITEM_LIMIT", "HUB_URL")
 
 
 class ConfigError(Exception):
@@ -81,3 +87,8 @@ def config_from_env(environ: Mapping[str, str] = os.environ) -> dict[str, Any]:
 def site_overrides(config: Mapping[str, Any]) -> dict[str, Any]:
     """Return the site-file fields that configuration overrides, as raw values for the content loader."""
     return {field: config[key] for key, field in SITE_OVERRIDES.items() if config.get(key) is not None}
+
+
+def namespace_settings(config: Mapping[str, Any]) -> dict[str, Any]:
+    """Return the settings that change bytes (NAMESPACE_SETTINGS), as configured (None: the site file decides)."""
+    return {key: config.get(key) for key in NAMESPACE_SETTINGS}

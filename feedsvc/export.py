@@ -30,10 +30,10 @@ from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
+from . import identity
 from .feeds import sharing_entries
 from .publication import Publication
-from .publication import code_digest as _code_digest  # a module name tests replace
-from .store import Store
+from .state import Store
 
 NOT_FOUND_FILE = "404.html"
 
@@ -236,7 +236,7 @@ def _render_all(
 
 
 def _with_code(key: str | None) -> str | None:
-    return None if key is None else hashlib.sha256(f"{_code_digest()}:{key}".encode()).hexdigest()
+    return None if key is None else hashlib.sha256(f"{identity.build_identity()}:{key}".encode()).hexdigest()
 
 
 def export_publication(
@@ -314,7 +314,7 @@ def _update_in_place(
     with contextlib.suppress(OSError), open(os.path.join(root, NOT_FOUND_FILE), "rb") as current:  # unreadable: different
         not_found_changed = current.read() != not_found
     # until it is done, the store knows nothing of the files being replaced: a build stopped halfway renders them again
-    store.update_export(root, {}, writes)
+    store.exports.update(root, {}, writes)
     folders: set[str] = set()
     # deepest first: entry pages and archives exist before the listings and feeds that link to them
     for path in sorted(writes, key=lambda p: file_for(p).count("/"), reverse=True):
@@ -336,7 +336,7 @@ def _update_in_place(
             if path not in record or record[path][2] != stamp:  # a kept file whose bytes came back gets their time
                 _set_times(served, file_for(path), moment)
                 updates[path] = (keys[path] or "", etags[path], stamp)
-    store.update_export(root, updates, gone)
+    store.exports.update(root, updates, gone)
     return len(etags) + 1
 
 
@@ -346,7 +346,7 @@ def _export(publication: Publication, destination: Path, progress, store: Store 
     target = workspaces[1] if served == workspaces[0] else workspaces[0]
     paths = sorted(publication.paths())
     keys = {path: _with_code(publication.input_key(path)) for path in paths} if store is not None else {}
-    record = store.exported(str(served)) if store is not None and served in workspaces else {}
+    record = store.exports.exported(str(served)) if store is not None and served in workspaces else {}
     if record:  # what the served export holds is known: few changes are made to it in place
         changed = [path for path in paths if keys[path] is None or record.get(path, ("",))[0] != keys[path]]
         gone = record.keys() - set(paths)
@@ -355,8 +355,8 @@ def _export(publication: Publication, destination: Path, progress, store: Store 
     earlier: dict[str, tuple[str, str, int | None]] = {}
     on_show: dict[str, tuple[str, str, int | None]] = {}
     if store is not None:
-        earlier = store.exported(str(target))
-        store.remember_export(str(target), {})  # it is being changed: nothing of it is known until it is done
+        earlier = store.exports.exported(str(target))
+        store.exports.remember(str(target), {})  # it is being changed: nothing of it is known until it is done
         if not earlier:  # a workspace's first build: start from the served export
             on_show = record
     fresh = not target.exists()  # nothing in it but what this build writes
@@ -402,5 +402,5 @@ def _export(publication: Publication, destination: Path, progress, store: Store 
         shutil.rmtree(target, ignore_errors=True)  # not served: the next build starts it afresh
         raise
     if store is not None:
-        store.remember_export(str(target), {path: (keys[path] or "", etags[path], stamps[path]) for path in paths})
+        store.exports.remember(str(target), {path: (keys[path] or "", etags[path], stamps[path]) for path in paths})
     return len(paths) + 1

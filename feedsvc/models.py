@@ -189,7 +189,11 @@ class EntryPages(Mapping[str, "Entry"]):
 
 
 class StoredText(Protocol):
-    """An entry's own texts kept elsewhere (the store), loaded when asked for: its body's HTML, its headings, its summary."""
+    """An entry's own texts kept elsewhere (the state's cache), loaded when asked for: its body's HTML, its headings, its summary.
+
+    One kept in a cache may have a ``store`` whose ``load_bodies(bodies)`` loads several at once
+    (the entries of one document).
+    """
 
     def html(self) -> str: ...
 

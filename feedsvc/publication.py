@@ -15,9 +15,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cache
-from importlib import metadata, resources
+from importlib import resources
 
-from .content import ContentError, Problem
 from .feeds import (
     ATOM_TYPE,
     JSON_FEED_TYPE,
@@ -55,6 +54,7 @@ from .pages import (
     render_tag_page,
     render_tags_index,
 )
+from .problems import BodyUnavailableError, ContentError, Problem, StaleBuildError
 from .representation import (
     FEED_CACHE,
     FEED_HEADERS,
@@ -65,7 +65,6 @@ from .representation import (
     Representation,
     build_representation,
 )
-from .store import StaleBuildError, Store, StoredBody
 
 HTML_TYPE = "text/html; charset=utf-8"
 _ASSETS = {  # packaged file -> media type
@@ -73,7 +72,7 @@ _ASSETS = {  # packaged file -> media type
     "favicon.svg": "image/svg+xml; charset=utf-8",
 }
 # path -> quoted ETag in, path -> when those bytes last changed out (the Store, through the Publisher)
-Stamper = Callable[[Mapping[str, str]], Mapping[str, datetime]]
+Stamper = Callable[[Mapping[str, str]], Mapping[str, datetime | None]]  # None: no Last-Modified
 # Documents rendered on request (entry pages beyond the newest, RFC 5005 archive pages) are kept,
 # most recently used first, up to this many bytes (identity + gzip) per worker and version; the
 # rest are rendered again when asked for (same bytes, same ETag, same Last-Modified). Old documents
@@ -248,8 +247,8 @@ class HotSet:
     (``warmstart``): the same bytes, entity tags and Last-Modified the last run served.
     """
 
-    key: str  # the code and settings that rendered them (``hot_set_key``): a start with others does not use them
     version: str
+    loaded_version: str  # the load's version (before scheduled entries were released): the kept version's
     entries: int
     documents: Mapping[str, Representation]
     not_found: Representation
@@ -257,39 +256,18 @@ class HotSet:
     topics: Mapping[str, str]  # ``subscription_topics``: what this version tells a WebSub hub
 
 
-def hot_set(publication: Publication, key: str) -> HotSet:
-    """Return the hot set ``publication`` serves from memory."""
+def hot_set(publication: Publication, loaded_version: str) -> HotSet:
+    """Return the hot set ``publication`` serves from memory (built from the load of version ``loaded_version``)."""
     content = publication.content
     return HotSet(
-        key,
         content.version,
+        loaded_version,
         len(content.entries),
         dict(publication.documents),
         publication.not_found,
         content.next_release,
         subscription_topics(publication),
     )
-
-
-@cache
-def code_digest() -> str:
-    """Digest of the code that renders: this package's files and the versions of the libraries that write bytes.
-
-    Part of every remembered input key, so an upgrade never keeps a file the old code made.
-    """
-    digest = hashlib.sha256()
-    for library in ("feedgen", "jinja2", "lxml", "markdown-it-py", "mdit-py-plugins", "pillow"):
-        digest.update(f"{library}={metadata.version(library)};".encode())
-    package = resources.files("feedsvc")
-    pending = [package]
-    while pending:
-        for item in sorted(pending.pop().iterdir(), key=lambda i: i.name):
-            if item.is_dir():
-                if item.name != "__pycache__":
-                    pending.append(item)
-            elif item.name.endswith((".py", ".html", ".css", ".svg")):
-                digest.update(item.name.encode() + b"\0" + item.read_bytes())
-    return digest.hexdigest()
 
 
 @cache  # packaged files: read, hash and compress once per process, not per content version
@@ -317,11 +295,12 @@ def _stamped(documents: dict[str, Representation], stamp: Stamper | None) -> dic
 
 def _load_bodies(entries: Iterable[Entry]) -> None:
     """Load the stored bodies of a document's entries together (one query a store), before it renders them one by one."""
-    keys: dict[Store, dict[str, None]] = {}  # each body once: a chunk of an export shows many twice or more
+    bodies: dict[object, list] = {}  # models.StoredText by the store that keeps them
     for entry in entries:
-        if isinstance(entry.body, StoredBody):
-            keys.setdefault(entry.body.store, {})[entry.body.key] = None
-    for store, found in keys.items():
+        store = getattr(entry.body, "store", None)
+        if store is not None:
+            bodies.setdefault(store, []).append(entry.body)
+    for store, found in bodies.items():
         store.load_bodies(found)
 
 
@@ -559,6 +538,8 @@ def build_publication(
     def render_page(entry: Entry) -> Representation:
         try:
             return page(render_entry(context, entry), RARELY_READ_GZIP_LEVEL)  # one of thousands: as the archive feeds
+        except BodyUnavailableError:
+            raise  # not the entry's problem: the state lost its body and the file changed since (a reload follows)
         except Exception as error:  # whatever a library chokes on: name the file, keep serving the last good version
             raise ContentError(
                 [Problem(entry.source, "file", f"cannot be rendered: {type(error).__name__}: {shorten(str(error), 80)}")]

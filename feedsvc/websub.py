@@ -1,13 +1,13 @@
 """WebSub publisher side (W3C Recommendation, §7): tell the hub which feeds changed, without blocking requests.
 
 Pings go out only once every live worker serves the new version (the hub's fetch can land on
-any of them), and only for subscription feeds whose bytes differ from what the hub was last
-told, which the store remembers across restarts.
+any of them: ``state.ledgers``), and only for subscription feeds whose bytes differ from what
+the hub last accepted, which the state remembers across restarts. A topic counts as told only
+once the hub answered 2xx; one left pending by a worker that stopped is sent by the next to look.
 """
 
 from __future__ import annotations
 
-import atexit
 import heapq
 import itertools
 import logging
@@ -16,11 +16,10 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable
 
 from .publication import Publication, subscription_topics
-from .store import Store
+from .state import Store
 
 log = logging.getLogger(__name__)
 
@@ -34,32 +33,21 @@ class HubNotifier:
         self.attempts = attempts
         self.first_delay = first_delay
         self.timeout = timeout
-        self.token = uuid.uuid4().hex  # this worker, among those sharing the store
         self._due: list[tuple[float, int, str, int]] = []  # (when, tiebreak, topic, attempt)
         self._order = itertools.count()
         self._busy = 0
         self._changed = threading.Condition()
         self._thread = threading.Thread(target=self._run, name="feedsvc-websub", daemon=True)
         self._thread.start()
-        atexit.register(self.close)  # a worker that stops must not hold up the others' pings
 
-    def close(self) -> None:
-        """Leave the set of serving workers (a stopped worker's row would otherwise wait for its pid to vanish)."""
-        self.store.retire(self.token)
-
-    def on_new_version(self, publication: Publication) -> None:
-        """Record that this worker serves ``publication``; queue the pings that are due once all workers do."""
-        self.serves(publication.version, subscription_topics(publication))
-
-    def serves(self, version: str, topics: Mapping[str, str]) -> None:
-        """Record that this worker serves ``version``, whose subscription feeds have these ``topics`` (URL -> entity tag)."""
-        for topic in self.store.serving(self.token, version, topics):
+    def queue_all(self, topics: Iterable[str]) -> None:
+        """Queue a ping for each topic (the publisher's, once every worker serves the version they announce)."""
+        for topic in topics:
             self.queue(topic)
 
     def announce(self, publication: Publication) -> None:
         """Queue pings for the feeds that differ from what the hub was last told (``build``: one process, no workers)."""
-        for topic in self.store.announce(subscription_topics(publication)):
-            self.queue(topic)
+        self.queue_all(self.store.announced.due(subscription_topics(publication), self.store.token))
 
     def queue(self, topic: str, attempt: int = 1, delay: float = 0.0) -> None:
         """Schedule a publish ping for ``topic``."""
@@ -85,12 +73,13 @@ class HubNotifier:
         status = self._ping(topic)
         if status is not None and 200 <= status < 300:
             log.info("WebSub hub %s accepted the publish ping for %s", self.hub_url, topic)
+            self.store.announced.told(topic, self.store.token)
             return
         refused = status is not None and 400 <= status < 500 and status not in (408, 429)
         if refused or attempt >= self.attempts:
             why = f"refused it with HTTP {status}" if refused else f"did not accept it after {attempt} attempts"
             log.error("WebSub hub %s %s for %s; it will be announced again on the next change or start", self.hub_url, why, topic)
-            self.store.unannounce([topic])
+            self.store.announced.gave_up(topic, self.store.token)
             return
         self.queue(topic, attempt + 1, self.first_delay * 2 ** (attempt - 1))
 

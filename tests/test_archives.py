@@ -12,8 +12,8 @@ from lxml import etree
 
 from bench.generate_content import generate
 from feedsvc import create_app
-from feedsvc.content import load_content
 from feedsvc.publication import build_publication
+from feedsvc.source.loader import load_content
 
 FH = "{http://purl.org/syndication/history/1.0}archive"
 BASE = "http://127.0.0.1:8000"
@@ -198,7 +198,7 @@ def test_an_edit_changes_only_the_archive_documents_that_hold_the_entry(tmp_path
 @pytest.mark.parametrize("edit", ["retitle", "add", "delete-oldest", "backdate"])
 def test_feed_specs_taken_from_the_version_before_are_those_a_fresh_build_makes(tmp_path, edit):
     """A reload reuses the archive specs whose entries are the same objects; every spec is what a build from nothing makes."""
-    from feedsvc.content import LoadMemo
+    from feedsvc.source.loader import LoadMemo
     from tests.conftest import write_entry
 
     directory = generate(tmp_path / "content", 1_000)

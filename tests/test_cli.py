@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import urllib.request
@@ -12,7 +13,7 @@ import feedparser
 import pytest
 
 from tests.conftest import ROOT, write_entry
-from tests.servers import running_service
+from tests.servers import free_port, running_service
 
 
 def _run(*args, env=None, timeout=60):
@@ -45,7 +46,7 @@ def test_check_lists_every_problem_as_file_field_message(content_dir):
 def test_serve_refuses_invalid_content_without_a_traceback(content_dir):
     bad = content_dir / "site.yaml"
     bad.write_text("title: [unclosed\n")
-    result = _run("serve", "--content", str(content_dir), "--port", "1")
+    result = _run("serve", "--content", str(content_dir), "--port", str(free_port()))
     assert result.returncode == 1
     assert result.stderr.startswith(f"{bad}: yaml: invalid YAML at line")
     assert "Traceback" not in result.stderr
@@ -113,12 +114,20 @@ def test_an_impossible_reload_interval_is_refused(value):
     assert f"FEEDSVC_RELOAD_INTERVAL={value!r} is not a valid number of seconds (0 or more)" in result.stderr
 
 
-def test_serve_refuses_a_state_folder_it_cannot_write(tmp_path):
+def test_serve_starts_on_a_state_folder_it_cannot_write_and_says_so(content_dir, tmp_path):
+    """The state only makes things faster: without it the same bytes are served, without Last-Modified, and /healthz says why."""
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
-    result = _run("serve", "--port", "1", env={"FEEDSVC_STATE_DIR": str(blocker / "state")})
-    assert result.returncode == 1
-    assert "cannot be used" in result.stderr and "FEEDSVC_STATE_DIR" in result.stderr and "Traceback" not in result.stderr
+    env = {"FEEDSVC_STATE_DIR": str(blocker / "state")}
+    with running_service(content_dir, tmp_path, env=env) as (base, _):
+        with urllib.request.urlopen(f"{base}/feed.xml") as response:
+            assert response.status == 200 and b"<rss" in response.read() and "Last-Modified" not in response.headers
+        with urllib.request.urlopen(f"{base}/healthz") as response:
+            health = json.loads(response.read())
+    assert health["status"] == "degraded" and health["error"][0].startswith("state: state.sqlite3 cannot be"), health
+    assert str(blocker) not in json.dumps(health)  # no absolute paths
+    log = sorted(tmp_path.glob("serve-*.log"))[-1].read_text()
+    assert "state: state.sqlite3 cannot be" in log and "Traceback" not in log
 
 
 def test_serve_starts_with_a_read_only_content_folder_and_an_empty_state_folder(content_dir, tmp_path):
@@ -129,7 +138,7 @@ def test_serve_starts_with_a_read_only_content_folder_and_an_empty_state_folder(
         env = {"FEEDSVC_STATE_DIR": str(tmp_path / "fresh" / "state")}
         with running_service(content_dir, tmp_path, env=env) as (base, _), urllib.request.urlopen(f"{base}/feed.xml") as response:
             assert response.status == 200 and response.headers["Last-Modified"]
-        assert (tmp_path / "fresh" / "state" / "feedsvc.sqlite3").exists()
+        assert (tmp_path / "fresh" / "state" / "state.sqlite3").exists()
         assert sorted(content_dir.rglob("*")) == files  # (root ignores the mode bits: check nothing was written)
     finally:
         for path in [content_dir, *content_dir.rglob("*")]:
@@ -162,25 +171,28 @@ def test_long_work_reports_progress_with_an_estimate(capsys):
     assert "100/100 (100%)" in capsys.readouterr().err
 
 
-def test_a_restart_on_unchanged_content_skips_the_check_and_a_changed_folder_is_checked_again(content_dir, tmp_path):
-
-    env = {"FEEDSVC_STATE_DIR": str(tmp_path / "state")}
+def test_a_restart_with_a_kept_version_starts_at_once_and_an_upgrade_is_checked_again(content_dir, tmp_path):
+    env, port = {"FEEDSVC_STATE_DIR": str(tmp_path / "state")}, free_port()  # links name the port: one port, one namespace
     for attempt in ("first start", "restart"):
-        with running_service(content_dir, tmp_path, env=env):
+        with running_service(content_dir, tmp_path, env=env, port=port):
             pass
         log = sorted(tmp_path.glob("serve-*.log"), key=lambda path: path.stat().st_mtime)[-1].read_text()
-        assert ("unchanged since the last start's check" in log) == (attempt == "restart"), (attempt, log)
-        assert "serving 11 entries" in log
-        # the worker took the check's look at every file (the kept load has it) instead of a second one
-        assert "starting from the look serve's check made at every file" in log, (attempt, log)
-    write_entry(content_dir, "broken.md", "title: no id")  # the folder changed: checked again, and refused
+        assert ("the workers start at once" in log) == (attempt == "restart"), (attempt, log)
+        assert ("serving 11 entries" in log) == (attempt == "first start"), (attempt, log)  # only the check counts them
+    # an upgrade: the same content and state, other code (one template changed): nothing kept is this code's,
+    # so serve checks the folder again, and refuses it broken
+    upgraded = tmp_path / "upgraded"
+    shutil.copytree(ROOT / "feedsvc", upgraded / "feedsvc", ignore=shutil.ignore_patterns("__pycache__"))
+    template = upgraded / "feedsvc" / "templates" / "404.html"
+    template.write_text(template.read_text() + "\n")
+    write_entry(content_dir, "broken.md", "title: no id")
     result = subprocess.run(
-        [sys.executable, "-m", "feedsvc", "serve", "--port", "1", "--content", str(content_dir)],
+        [sys.executable, "-m", "feedsvc", "serve", "--port", str(free_port()), "--content", str(content_dir)],
         capture_output=True,
         text=True,
-        cwd=ROOT,
+        cwd=upgraded,  # its feedsvc is the one imported
         env={**os.environ, **env},
         timeout=60,
     )
-    assert result.returncode == 1
+    assert result.returncode == 1, result.stdout
     assert "posts/broken.md: id: is missing" in result.stderr

@@ -7,8 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from feedsvc.content import ContentError, content_files, load_content, split_front_matter
 from feedsvc.markdown import SUMMARY_LIMIT, render_markdown
+from feedsvc.problems import ContentError
+from feedsvc.source.fields import split_front_matter
+from feedsvc.source.loader import load_content
+from feedsvc.source.scan import scan_folder
 from tests.conftest import BUNDLED_CONTENT, require, write_entry
 
 SEED = Path(__file__).resolve().parents[2] / "shared" / "seeds" / "000_a13736f9783a376b.txt"
@@ -252,7 +255,7 @@ def test_editor_files_and_documentation_are_not_entries(content_dir, name):
     path = content_dir / "posts" / name
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("not front matter at all")
-    assert [p.name for p in content_files(content_dir)].count(path.name) == 0
+    assert [file.name.rpartition("/")[2] for file in scan_folder(content_dir).files].count(path.name) == 0
     assert len(load_content(content_dir).entries) == 11
 
 
@@ -350,7 +353,7 @@ def test_rfc3339_dates_read_without_dateutil_mean_what_dateutil_reads(monkeypatc
     import re
     from zoneinfo import ZoneInfo
 
-    import feedsvc.content
+    import feedsvc.source.fields
 
     def read(convert):
         try:
@@ -359,6 +362,6 @@ def test_rfc3339_dates_read_without_dateutil_mean_what_dateutil_reads(monkeypatc
         except ValueError as error:  # _FieldError
             return str(error)
 
-    fast = read(feedsvc.content._date_in(ZoneInfo(zone)))
-    monkeypatch.setattr(feedsvc.content, "_RFC3339", re.compile("(?!)"))  # everything through python-dateutil
-    assert fast == read(feedsvc.content._date_in(ZoneInfo(zone)))
+    fast = read(feedsvc.source.fields._date_in(ZoneInfo(zone)))
+    monkeypatch.setattr(feedsvc.source.fields, "_RFC3339", re.compile("(?!)"))  # everything through python-dateutil
+    assert fast == read(feedsvc.source.fields._date_in(ZoneInfo(zone)))

@@ -9,9 +9,16 @@ import sys
 
 import pytest
 
-import feedsvc.content
-from feedsvc.content import ContentError, load_content
-from feedsvc.store import Store
+import feedsvc.problems
+import feedsvc.source.fields
+import feedsvc.source.loader
+import feedsvc.source.scan
+from feedsvc.identity import build_identity
+from feedsvc.live.publisher import keep_load, kept_load
+from feedsvc.problems import ContentError
+from feedsvc.source.loader import load_content
+from feedsvc.state import Store
+from feedsvc.state.parses import ParseStore
 from tests.conftest import ROOT, write_entry
 
 
@@ -19,13 +26,13 @@ from tests.conftest import ROOT, write_entry
 def reads(monkeypatch):
     """Names of the files the loader reads (the real reader, counted)."""
     seen: list[str] = []
-    real = feedsvc.content.read_limited
+    real = feedsvc.source.scan.read_limited
 
     def counting(path, name, limit, problems):
         seen.append(name)
         return real(path, name, limit, problems)
 
-    monkeypatch.setattr(feedsvc.content, "read_limited", counting)
+    monkeypatch.setattr(feedsvc.source.loader, "read_limited", counting)
     return seen
 
 
@@ -35,10 +42,10 @@ def _touch_later(path):
 
 
 def test_a_second_load_reads_no_unchanged_file_and_gives_the_same_content(content_dir, state_dir, reads):
-    first = load_content(content_dir, cache=Store(state_dir))
+    first = load_content(content_dir, cache=Store(state_dir).parses)
     assert len(reads) == 1 + len(first.entries)  # site file + every entry
     reads.clear()
-    again = load_content(content_dir, cache=Store(state_dir))  # a restart: a new process, the same store
+    again = load_content(content_dir, cache=Store(state_dir).parses)  # a restart: a new process, the same store
     assert reads == ["site.yaml"]
     assert again == first and again.version == first.version
     assert [e.body_html for e in again.entries] == [e.body_html for e in first.entries]
@@ -46,22 +53,22 @@ def test_a_second_load_reads_no_unchanged_file_and_gives_the_same_content(conten
 
 def test_an_edited_file_is_read_again(content_dir, state_dir, reads):
     store = Store(state_dir)
-    load_content(content_dir, cache=store)
+    load_content(content_dir, cache=store.parses)
     path = content_dir / "posts" / "new-faces-proteas-announce-test-debutants.md"
     path.write_text(path.read_text().replace("New Faces", "Newer Faces"))
     _touch_later(path)
     reads.clear()
-    content = load_content(content_dir, cache=store)
+    content = load_content(content_dir, cache=store.parses)
     assert reads == ["site.yaml", "posts/new-faces-proteas-announce-test-debutants.md"]
     assert any(e.title.startswith("Newer Faces") for e in content.entries)
 
 
 def test_a_changed_site_file_parses_every_entry_again(content_dir, state_dir):
     store = Store(state_dir)
-    first = load_content(content_dir, cache=store)
+    first = load_content(content_dir, cache=store.parses)
     site = content_dir / "site.yaml"
     site.write_text(site.read_text() + "base_url: https://elsewhere.example\n")
-    second = load_content(content_dir, cache=store)
+    second = load_content(content_dir, cache=store.parses)
     assert second.version != first.version
     assert all(new.body_html != "" or old.body_html == "" for new, old in zip(second.entries, first.entries, strict=True))
     assert {e.id for e in second.entries} == {e.id for e in first.entries}
@@ -76,7 +83,7 @@ def test_parsing_on_several_processes_gives_what_one_gives(content_dir, monkeypa
             f'id: "urn:uuid:00000000-0000-4000-8000-{number:012d}"\ntitle: Generated {number}\ndate: 2024-01-{number % 28 + 1:02d}T10:00:00Z\nsection: latest',
             body=f"Paragraph {number} with a [link](/posts/x/).\n",
         )
-    monkeypatch.setattr(feedsvc.content, "PARALLEL_FROM", 5)
+    monkeypatch.setattr(feedsvc.source.loader, "PARALLEL_FROM", 5)
     assert load_content(content_dir, processes=2) == load_content(content_dir, processes=1)
     write_entry(content_dir, "broken-a.md", "title: no id")
     write_entry(content_dir, "broken-b.md", "title: no date either")
@@ -95,7 +102,7 @@ def _parse_files_checking_the_collector(*args):
     return _real_parse_files(*args)
 
 
-_real_parse_files = feedsvc.content._parse_files
+_real_parse_files = feedsvc.source.loader._parse_files
 
 
 def test_a_load_makes_no_collector_pass_in_its_process_while_its_parsers_collect(tmp_path, monkeypatch):
@@ -114,8 +121,8 @@ def test_a_load_makes_no_collector_pass_in_its_process_while_its_parsers_collect
         if phase == "start" and frame is not None:
             passes.append(info["generation"])
 
-    monkeypatch.setattr(feedsvc.content, "PARALLEL_FROM", 5)
-    monkeypatch.setattr(feedsvc.content, "_parse_files", _parse_files_checking_the_collector)
+    monkeypatch.setattr(feedsvc.source.loader, "PARALLEL_FROM", 5)
+    monkeypatch.setattr(feedsvc.source.loader, "_parse_files", _parse_files_checking_the_collector)
     gc.callbacks.append(count)
     try:
         content = load_content(directory, processes=2)
@@ -131,19 +138,19 @@ def test_the_service_restarts_without_parsing(content_dir, state_dir, monkeypatc
 
     create_app({"CONTENT_DIR": str(content_dir), "STATE_DIR": str(state_dir), "RELOAD_INTERVAL": 0})
     parsed = []
-    real = feedsvc.content._parse_files
-    monkeypatch.setattr(feedsvc.content, "_parse_files", lambda site, items: parsed.extend(items) or real(site, items))
+    real = feedsvc.source.loader._parse_files
+    monkeypatch.setattr(feedsvc.source.loader, "_parse_files", lambda site, items: parsed.extend(items) or real(site, items))
     app = create_app({"CONTENT_DIR": str(content_dir), "STATE_DIR": str(state_dir), "RELOAD_INTERVAL": 0})
     assert parsed == []
     assert app.test_client().get("/feed.xml").status_code == 200
 
 
 def test_with_a_store_bodies_stay_in_it_and_read_back_exactly(content_dir, state_dir):
-    from feedsvc.store import StoredBody
+    from feedsvc.state.parses import StoredBody
 
     plain = load_content(content_dir)
     for attempt in ("first load", "restart"):
-        stored = load_content(content_dir, cache=Store(state_dir))
+        stored = load_content(content_dir, cache=Store(state_dir).parses)
         assert all(isinstance(entry.body, StoredBody) for entry in stored.entries), attempt  # not held by the worker
         assert [e.body_html for e in stored.entries] == [e.body_html for e in plain.entries], attempt
 
@@ -154,25 +161,25 @@ def test_a_feed_and_an_export_s_pages_load_their_entries_bodies_from_the_store_w
 
     directory = generate(tmp_path / "generated", 400)  # posts ten minutes apart: ~144 a day
     plain = build_publication(load_content(directory))
-    publication = build_publication(load_content(directory, cache=Store(state_dir)))
+    publication = build_publication(load_content(directory, cache=Store(state_dir).parses))
     archives = sorted(path for path in publication.paths() if path.startswith("/archive/") and path.endswith("/atom.xml"))
     archive = archives[1]  # a whole day, not the first one's few entries
     store = next(entry.body.store for entry in publication.content.entries)
     statements: list[str] = []
-    store._connection().set_trace_callback(statements.append)
+    store.db._connection().set_trace_callback(statements.append)
     document = publication.document(archive)
-    store._connection().set_trace_callback(None)
+    store.db._connection().set_trace_callback(None)
     assert document.body == plain.document(archive).body and document.body.count(b"<entry>") > 50
     assert len([sql for sql in statements if "FROM entry_texts" in sql]) == 1, statements
     # the same for the entry pages an export renders together (``prepare``)
     pages = sorted(path for path in publication.paths() if path.startswith("/posts/"))[:300]
     store = Store(state_dir)  # nothing in memory yet
-    publication = build_publication(load_content(directory, cache=store))
+    publication = build_publication(load_content(directory, cache=store.parses))
     statements.clear()
-    store._connection().set_trace_callback(statements.append)
+    store.db._connection().set_trace_callback(statements.append)
     publication.prepare(pages)
     rendered = [publication.document(path).body for path in pages]
-    store._connection().set_trace_callback(None)
+    store.db._connection().set_trace_callback(None)
     assert rendered == [plain.document(path).body for path in pages]
     assert len([sql for sql in statements if "FROM entry_texts" in sql]) == 1, statements
 
@@ -183,7 +190,7 @@ def test_with_a_store_summaries_stay_in_it_with_the_body_and_read_back_exactly(c
     plain = load_content(content_dir)
     assert any(entry.summary for entry in plain.entries)
     for attempt in ("first load", "restart"):
-        stored = load_content(content_dir, cache=Store(state_dir))
+        stored = load_content(content_dir, cache=Store(state_dir).parses)
         assert [e.summary for e in stored.entries] == [e.summary for e in plain.entries], attempt
         for entry, held in zip(stored.entries, plain.entries, strict=True):
             if held.summary:  # the worker holds no copy of it: the entry refers to no string equal to it
@@ -191,15 +198,14 @@ def test_with_a_store_summaries_stay_in_it_with_the_body_and_read_back_exactly(c
 
 
 def test_a_load_holds_one_string_per_file_name_parse_key_section_and_day(content_dir, state_dir, monkeypatch):
-    from feedsvc.content import LoadMemo
-    from feedsvc.publisher import keep_load, kept_load
+    from feedsvc.source.loader import LoadMemo
 
     store = Store(state_dir)
-    load_content(content_dir, cache=store)  # parsed, then stored
+    load_content(content_dir, cache=store.parses)  # parsed, then stored
     memo = LoadMemo()
-    load_content(content_dir, parsed=memo, cache=store)  # a restart: every entry read from the store
-    keep_load(store, memo, False)
-    for attempt, loaded in (("from the store's parses", memo), ("from the kept load", kept_load(store, content_dir)[0])):
+    load_content(content_dir, parsed=memo, cache=store.parses)  # a restart: every entry read from the store
+    keep_load(store, memo, content_dir, build_identity())
+    for attempt, loaded in (("from the store's parses", memo), ("from the kept load", kept_load(store, content_dir, build_identity())[0])):
         shared: dict[str, str] = {}
         for name, (file, key, entry) in loaded.files.items():
             assert entry.source is file.name is name, (attempt, name)
@@ -207,7 +213,7 @@ def test_a_load_holds_one_string_per_file_name_parse_key_section_and_day(content
             assert shared.setdefault(entry.section, entry.section) is entry.section, (attempt, name)
             assert shared.setdefault(entry.day, entry.day) is entry.day, (attempt, name)
     fresh = LoadMemo()  # parsed on two processes: the entries come back as copies
-    monkeypatch.setattr(feedsvc.content, "PARALLEL_FROM", 5)
+    monkeypatch.setattr(feedsvc.source.loader, "PARALLEL_FROM", 5)
     load_content(content_dir, parsed=fresh, processes=2)
     shared = {}
     for name, (file, _, entry) in fresh.files.items():
@@ -248,12 +254,12 @@ EDITS = {
 }
 
 
-def _rescanned(directory, before: feedsvc.content.FolderScan) -> feedsvc.content.FolderScan:
+def _rescanned(directory, before: feedsvc.source.scan.FolderScan) -> feedsvc.source.scan.FolderScan:
     """The folder's scan as the watcher makes it: the scan before, updated at the paths that changed (as inotify names them)."""
-    now = {file.name: file for file in feedsvc.content.scan_folder(directory).files}
+    now = {file.name: file for file in feedsvc.source.scan.scan_folder(directory).files}
     then = {file.name: file for file in before.files}
     changed = [os.path.join(os.path.realpath(directory), name) for name in now.keys() | then.keys() if now.get(name) != then.get(name)]
-    return feedsvc.content.rescan_folder(directory, before, changed)
+    return feedsvc.source.scan.rescan_folder(directory, before, changed)
 
 
 @pytest.mark.parametrize("rescanned", [False, True], ids=["full scan", "rescan"])
@@ -264,21 +270,23 @@ def test_a_reload_from_the_last_load_equals_a_fresh_load(content_dir, state_dir,
     After a rescan (the watcher's way), the files that changed are found by comparing records by identity.
     """
     quick_looks = []
-    real_look = feedsvc.content._changed_entry_files
-    monkeypatch.setattr(feedsvc.content, "_changed_entry_files", lambda *args: quick_looks.append(real_look(*args)) or quick_looks[-1])
-    memo = feedsvc.content.LoadMemo()
-    scan = feedsvc.content.scan_folder(content_dir)
-    load_content(content_dir, parsed=memo, cache=Store(state_dir), scan=scan)
+    real_look = feedsvc.source.loader._changed_entry_files
+    monkeypatch.setattr(
+        feedsvc.source.loader, "_changed_entry_files", lambda *args: quick_looks.append(real_look(*args)) or quick_looks[-1]
+    )
+    memo = feedsvc.source.loader.LoadMemo()
+    scan = feedsvc.source.scan.scan_folder(content_dir)
+    load_content(content_dir, parsed=memo, cache=Store(state_dir).parses, scan=scan)
     edit(content_dir)
     scan = _rescanned(content_dir, scan) if rescanned else None
     try:
         fresh = load_content(content_dir)
     except ContentError as error:
         with pytest.raises(ContentError) as reloaded:
-            load_content(content_dir, parsed=memo, cache=Store(state_dir), scan=scan)
+            load_content(content_dir, parsed=memo, cache=Store(state_dir).parses, scan=scan)
         assert reloaded.value.problems == error.problems
         return
-    reloaded = load_content(content_dir, parsed=memo, cache=Store(state_dir), scan=scan)
+    reloaded = load_content(content_dir, parsed=memo, cache=Store(state_dir).parses, scan=scan)
     if rescanned and edit not in (EDITS["added"], EDITS["removed"]):  # the same files: only the edited one was looked at
         assert [[file.name for file in found] for found in quick_looks[-1:]] == [[MOVED]]
     assert reloaded == fresh and reloaded.version == fresh.version
@@ -288,9 +296,9 @@ def test_a_reload_from_the_last_load_equals_a_fresh_load(content_dir, state_dir,
 
 def test_an_edit_in_place_is_neither_checked_nor_sorted_again_but_a_load_after_a_failure_is(content_dir, state_dir, monkeypatch):
     checks = []
-    real_check = feedsvc.content._check_unique
-    monkeypatch.setattr(feedsvc.content, "_check_unique", lambda entries, problems: checks.append(1) or real_check(entries, problems))
-    memo = feedsvc.content.LoadMemo()
+    real_check = feedsvc.source.loader._check_unique
+    monkeypatch.setattr(feedsvc.source.loader, "_check_unique", lambda entries, problems: checks.append(1) or real_check(entries, problems))
+    memo = feedsvc.source.loader.LoadMemo()
     first = load_content(content_dir, parsed=memo)
     assert len(checks) == 1
     EDITS["title"](content_dir)
@@ -306,15 +314,14 @@ def test_an_edit_in_place_is_neither_checked_nor_sorted_again_but_a_load_after_a
 
 
 def test_a_restart_starts_from_the_last_load_the_store_kept(content_dir, state_dir, monkeypatch):
-    from feedsvc.publisher import Publisher
-    from feedsvc.store import SNAPSHOT_FILE
+    from feedsvc.live.publisher import Publisher
 
     first = Publisher(content_dir, store=Store(state_dir))
-    assert (state_dir / SNAPSHOT_FILE).exists()
+    assert (state_dir / Store(state_dir).side_file("load")).exists()
     EDITS["title"](content_dir)  # saved while the service was down
     looked_up = []
-    real = Store.parsed_entries
-    monkeypatch.setattr(Store, "parsed_entries", lambda self, keys: real(self, looked_up.extend(keys := list(keys)) or keys))
+    real = ParseStore.parsed_entries
+    monkeypatch.setattr(ParseStore, "parsed_entries", lambda self, keys: real(self, looked_up.extend(keys := list(keys)) or keys))
     again = Publisher(content_dir, store=Store(state_dir))
     assert len(looked_up) == 1  # only the edited file's parse, the other entries come from the kept load
     fresh = load_content(content_dir)
@@ -323,41 +330,42 @@ def test_a_restart_starts_from_the_last_load_the_store_kept(content_dir, state_d
 
 
 def test_a_damaged_or_foreign_snapshot_is_ignored(content_dir, state_dir):
-    from feedsvc.publisher import Publisher
-    from feedsvc.store import SNAPSHOT_FILE
+    from feedsvc.live.publisher import Publisher
 
     Publisher(content_dir, store=Store(state_dir))
-    snapshot = state_dir / SNAPSHOT_FILE
+    snapshot = state_dir / Store(state_dir).side_file("load")
     for damage in (snapshot.read_bytes()[:1000], b"not a pickle", __import__("pickle").dumps({"other": "code"})):
         snapshot.write_bytes(damage)
         assert Publisher(content_dir, store=Store(state_dir)).current.content == load_content(content_dir)
 
 
 def test_a_snapshot_of_another_version_s_memo_is_ignored(content_dir, state_dir):
-    """A kept load written by code with another layout (or without a field entries have now) is not taken half-read."""
-    import pickle
-
-    from feedsvc.content import LoadMemo
-    from feedsvc.publisher import kept_load
-    from feedsvc.store import SNAPSHOT_FILE
+    """A kept load written by code with another layout (or without a field entries have now) is not taken half-read;
+    one altered on disk after it was recorded (a title changed inside it) is not taken at all."""
+    from feedsvc.source.loader import LoadMemo
+    from feedsvc.state.snapshots import dump_pickle
 
     store = Store(state_dir)
     memo = LoadMemo()
-    load_content(content_dir, parsed=memo, cache=store)
-    store.save_snapshot(memo)
-    assert kept_load(store, content_dir)[1]
-    columns = pickle.loads((state_dir / SNAPSHOT_FILE).read_bytes())
-    for other in ({**columns, "format": "feedsvc kept load, columns 0"}, {k: v for k, v in columns.items() if k != "title"}):
-        (state_dir / SNAPSHOT_FILE).write_bytes(pickle.dumps(other))
-        assert kept_load(store, content_dir) == (LoadMemo(), False)
-    (state_dir / SNAPSHOT_FILE).write_bytes(pickle.dumps(columns))
-    assert kept_load(store, content_dir)[1]
+    load_content(content_dir, parsed=memo, cache=store.parses)
+    keep_load(store, memo, content_dir, build_identity())
+    assert kept_load(store, content_dir, build_identity())[1]
+    name, path = store.side_file("load"), state_dir / store.side_file("load")
+    kept_bytes, note = path.read_bytes(), store.snapshots.note(name)
+    title = memo.files[MOVED][2].title.encode()
+    path.write_bytes(kept_bytes.replace(title, title.upper()))  # the same length, another title
+    assert kept_load(store, content_dir, build_identity()) == (LoadMemo(), False)
+    path.write_bytes(kept_bytes)
+    assert kept_load(store, content_dir, build_identity())[1]
+    for other in ({"format": "feedsvc kept load, columns 0"}, {"format": "feedsvc kept load, columns 4"}):
+        store.snapshots.write(name, dump_pickle(other), note)  # recorded as written, but not a memo of this code's
+        assert kept_load(store, content_dir, build_identity()) == (LoadMemo(), False)
 
 
 def test_a_kept_load_comes_back_equal_sharing_what_it_shared(tmp_path, state_dir):
     """Written as columns, the memo reads back with every value and every shared object as the load made them."""
-    from feedsvc.content import LoadMemo
     from feedsvc.models import ENTRY_FIELDS
+    from feedsvc.source.loader import LoadMemo
 
     folder = tmp_path / "content"
     shutil.copytree(ROOT / "examples" / "newsroom", folder)  # images, a draft, bylines, tags, an update
@@ -369,10 +377,10 @@ def test_a_kept_load_comes_back_equal_sharing_what_it_shared(tmp_path, state_dir
     )
     store = Store(state_dir)
     memo = LoadMemo()
-    load_content(folder, parsed=memo, cache=store)
-    store.save_snapshot(memo)
-    back = store.load_snapshot()
-    for name in ("site_digest", "newest_first", "drafts", "fresh", "with_media", "scan", "images"):
+    load_content(folder, parsed=memo, cache=store.parses)
+    keep_load(store, memo, folder, build_identity())
+    back = kept_load(store, folder, build_identity())[0]
+    for name in ("site_digest", "newest_first", "drafts", "fresh", "with_media", "scan", "images", "version"):
         assert getattr(back, name) == getattr(memo, name), name
     assert list(back.files) == list(memo.files)
     for (record, key, entry), (name_back, (record_back, key_back, entry_back)) in zip(memo.files.values(), back.files.items(), strict=True):
@@ -401,9 +409,12 @@ def test_a_kept_load_comes_back_equal_sharing_what_it_shared(tmp_path, state_dir
 _KEPT_LOAD_PROBE = """
 import re, sys
 from datetime import UTC, datetime, timedelta
-from feedsvc.content import ContentFile, FolderScan, LoadMemo
+from feedsvc.source.scan import ContentFile, FolderScan
+from feedsvc.source.loader import LoadMemo
 from feedsvc.models import Entry
-from feedsvc.store import Store, StoredBody
+from feedsvc.live.publisher import keep_load, kept_load
+from feedsvc.state import Store
+from feedsvc.state.parses import StoredBody
 store = Store(sys.argv[2])
 if sys.argv[1] == "write":
     files = {}
@@ -412,10 +423,11 @@ if sys.argv[1] == "write":
         moment = datetime(2020, 1, 1, tzinfo=UTC) + timedelta(hours=n)
         key, digest = f"{n:064x}:{'s' * 64}", f"{n:032x}"
         entry = Entry(f"urn:example:{n}", f"story-{n:06d}", f"Story number {n} of the archive", moment, moment, "news", None,
-                      StoredBody(store, key, digest), name, digest)
-        files[name] = (ContentFile(name, 2000 + n, 1_700_000_000_000_000_000 + n), key, entry)
+                      StoredBody(store.parses, key, digest, name), name, digest)
+        files[name] = (ContentFile(name, 2000 + n, 1_700_000_000_000_000_000 + n, n), key, entry)
     entries = tuple(entry for _, _, entry in files.values())
-    store.save_snapshot(LoadMemo("s" * 64, files, entries[::-1], (), 0, (), FolderScan(tuple(r for r, _, _ in files.values()), ()), {}))
+    memo = LoadMemo("s" * 64, files, entries[::-1], (), 0, (), FolderScan(tuple(r for r, _, _ in files.values()), ()), {})
+    keep_load(store, memo, "/probe", "identity")
 else:
     import os, tempfile
     def stats():
@@ -433,7 +445,7 @@ else:
         holes = int(re.search(r"# bytes in available blocks *= *([\\d,]+)", text)[1].replace(",", ""))
         return used, holes
     before = stats()
-    memo = store.load_snapshot()
+    memo = kept_load(store, "/probe", "identity")[0]
     after = stats()
     assert len(memo.files) == 20_000
     print(after[0] - before[0], after[1] - before[1])
@@ -456,48 +468,56 @@ def test_a_kept_load_leaves_no_holes_in_the_heap(state_dir):
     assert holes < used * 0.03, (used, holes)
 
 
-def test_the_store_forgets_old_parses_once_they_outnumber_the_current_ones_counting_every_thousand(state_dir):
-    """The state folder stays bounded; counting its parses after every edit would cost a 100,000-entry reload more than the edit."""
+def test_the_state_forgets_parses_no_kept_version_names_once_they_outnumber_them_and_every_worker_serves_its_kept_version(state_dir):
+    """The state folder stays bounded, and a body a served version still needs is never deleted under it."""
     from datetime import UTC, datetime
 
     from feedsvc.models import Entry
+    from feedsvc.state.kept import KeptFile
+    from feedsvc.state.parses import StoredBody
 
     def parses(first: int, count: int) -> dict:
         moment = datetime(2025, 1, 1, tzinfo=UTC)
         made = (
-            Entry(f"urn:example:{n}", f"s{n}", "T", moment, moment, "latest", "", body="<p>x</p>", digest=f"d{n}")
+            Entry(f"urn:example:{n}", f"s{n}", "T", moment, moment, "latest", "", body="<p>x</p>", digest=f"d{n}", source=f"posts/s{n}.md")
             for n in range(first, first + count)
         )
         return {f"key-{entry.digest}": entry for entry in made}
 
-    store = Store(state_dir)
-    old = parses(0, 3100)
-    store.remember_parsed(old)
-    store.remember_parse({}, set(old))  # the first call counts: all are current, none forgotten
-    edit = parses(5000, 1)
-    store.remember_parsed(edit)
-    store.remember_parse({}, set(edit))  # one new parse: not counted yet, so nothing is forgotten
-    assert len(store.parsed_entries(old)) == 3100
-    newer = parses(6000, 1000)
-    store.remember_parsed(newer)
-    store.remember_parse({}, set(newer))  # 1,001 new since the count: 4,101 > 3 x 1,000 + 1,000, the others forgotten
-    assert store.parsed_entries([*old, *edit]) == {}
-    assert len(store.parsed_entries(newer)) == 1000
-    with pytest.raises(LookupError):
-        store.body(f"{next(iter(old))}:d0")
+    def keep(version: str, kept: dict) -> None:
+        files = [KeptFile(entry.source, 1, 1, 1, key, entry.digest) for key, entry in kept.items()]
+        record = store.kept.recorder(version, "identity", "site", "digest", lambda: iter(files))
+        store.db.write(record, None)
+
+    store = Store(state_dir, "live")
+    old, newer = parses(0, 3100), parses(6000, 1000)
+    store.parses.remember_parsed(old)
+    store.parses.remember_parsed(newer)
+    keep("v1", newer)
+    store.workers.serving("another worker", "v0")  # a live worker (this process) serving a version not kept: nothing goes
+    assert store.prune(1000) == 0
+    assert len(store.parses.parsed_entries(old)) == 3100
+    store.workers.serving("another worker", "v1")  # every worker serves the kept version now: the others go
+    store.parses.parses_added = 1001
+    assert store.prune(1000) == 3100
+    assert store.parses.parsed_entries(old) == {} and len(store.parses.parsed_entries(newer)) == 1000
+    gone = next(iter(old))
+    with pytest.raises(LookupError):  # no body, and no loader to render it again from a file
+        store.parses.body(StoredBody(store.parses, gone, old[gone].digest, old[gone].source))
+    assert store.prune(1000) == 0  # counted again only after a thousand new parses
 
 
 def test_the_write_ahead_log_is_cut_back_after_a_big_load(state_dir, monkeypatch):
     """SQLite keeps a WAL at its largest size; a cold parse of a big archive must not leave gigabytes behind."""
-    import feedsvc.store
+    import feedsvc.state.db
 
-    monkeypatch.setattr(feedsvc.store, "WAL_SIZE_LIMIT", 256 * 1024)
+    monkeypatch.setattr(feedsvc.state.db, "WAL_SIZE_LIMIT", 256 * 1024)
     store = Store(state_dir)
-    wal = state_dir / (feedsvc.store.DATABASE_FILE + "-wal")
-    store.remember_export("/export", {f"/posts/{n}/": ("k" * 200, "e" * 60, n) for n in range(20_000)})  # one big transaction
+    wal = state_dir / (feedsvc.state.db.DATABASE_FILE + "-wal")
+    store.exports.remember("/export", {f"/posts/{n}/": ("k" * 200, "e" * 60, n) for n in range(20_000)})  # one big transaction
     assert wal.stat().st_size > 1024 * 1024
-    store._connection().execute("PRAGMA wal_checkpoint(PASSIVE)")  # as SQLite does after a commit past 1,000 pages
-    store.remember("a setting", "a value")  # the next write starts the log again: at most the limit is kept
+    store.db._connection().execute("PRAGMA wal_checkpoint(PASSIVE)")  # as SQLite does after a commit past 1,000 pages
+    store.exports.remember("/other", {"/": ("k", "e", 1)})  # the next write starts the log again: at most the limit is kept
     assert wal.stat().st_size <= 256 * 1024
 
 
@@ -518,8 +538,10 @@ def test_a_build_after_one_edit_starts_from_the_last_build_s_load(content_dir, s
 
     monkeypatch.setenv("FEEDSVC_STATE_DIR", str(state_dir))
     looked_up: list[int] = []
-    real_lookup = Store.parsed_entries
-    monkeypatch.setattr(Store, "parsed_entries", lambda store, keys: looked_up.append(len(keys := list(keys))) or real_lookup(store, keys))
+    real_lookup = ParseStore.parsed_entries
+    monkeypatch.setattr(
+        ParseStore, "parsed_entries", lambda store, keys: looked_up.append(len(keys := list(keys))) or real_lookup(store, keys)
+    )
     assert main(["build", str(tmp_path / "site"), "--content", str(content_dir)]) == 0
     edited = content_dir / "posts" / "new-faces-proteas-announce-test-debutants.md"
     edited.write_text(edited.read_text().replace("New Faces", "Newer Faces"))
@@ -531,28 +553,26 @@ def test_a_build_after_one_edit_starts_from_the_last_build_s_load(content_dir, s
 
 def test_the_kept_load_of_another_folder_is_not_taken(content_dir, tmp_path, state_dir):
     """The load's records hold no paths: they are its folder's files, known by name (a copy has the same names)."""
-    from feedsvc.content import LoadMemo
-    from feedsvc.publisher import keep_load, kept_load
+    from feedsvc.source.loader import LoadMemo
 
     store = Store(state_dir)
     memo = LoadMemo()
-    load_content(content_dir, parsed=memo, cache=store)
-    keep_load(store, memo, False)
+    load_content(content_dir, parsed=memo, cache=store.parses)
+    keep_load(store, memo, content_dir, build_identity())
     shutil.copytree(content_dir, tmp_path / "copy")
-    assert kept_load(store, content_dir)[1]
-    assert kept_load(store, tmp_path / "copy") == (LoadMemo(), False)
+    assert kept_load(store, content_dir, build_identity())[1]
+    assert kept_load(store, tmp_path / "copy", build_identity()) == (LoadMemo(), False)
 
 
 def test_the_kept_load_is_taken_for_its_folder_however_it_is_named(content_dir, state_dir, monkeypatch):
     """serve checks ``--content content`` and gives its workers the absolute path: both are one folder."""
-    from feedsvc.content import LoadMemo
-    from feedsvc.publisher import keep_load, kept_load
+    from feedsvc.source.loader import LoadMemo
 
     monkeypatch.chdir(content_dir.parent)
     store = Store(state_dir)
     memo = LoadMemo()
-    load_content(content_dir.name, parsed=memo, cache=store)
-    keep_load(store, memo, False)
-    memo, kept = kept_load(store, content_dir.absolute())
+    load_content(content_dir.name, parsed=memo, cache=store.parses)
+    keep_load(store, memo, content_dir.name, build_identity())
+    memo, kept = kept_load(store, content_dir.absolute(), build_identity())
     assert kept and memo.scan.root == str(content_dir.absolute())
     assert all(os.path.isfile(memo.scan.path(record)) for record in memo.scan.files)

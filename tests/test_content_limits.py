@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from feedsvc.content import MESSAGE_LIMIT, ContentError, load_content
+from feedsvc.problems import MESSAGE_LIMIT, ContentError
+from feedsvc.source.loader import load_content
 from tests.conftest import write_entry
 from tests.servers import ROOT, fetch, running_service, server_rss_kib
 
@@ -222,7 +223,7 @@ def test_a_running_service_survives_every_case_and_says_so(content_dir, tmp_path
 def test_reading_a_small_file_allocates_its_size_not_the_limit(content_dir):
     import tracemalloc
 
-    from feedsvc.content import read_limited
+    from feedsvc.source.scan import read_limited
 
     path = content_dir / "posts" / "new-faces-proteas-announce-test-debutants.md"
     tracemalloc.start()

@@ -10,10 +10,13 @@ import pytest
 
 import feedsvc.markdown
 from feedsvc import create_app
-from feedsvc.content import ContentError, load_content
 from feedsvc.markdown import DeferredBody, has_no_pictures
+from feedsvc.problems import ContentError
 from feedsvc.publication import build_publication
-from feedsvc.store import DATABASE_FILE, Store
+from feedsvc.source.loader import load_content
+from feedsvc.state import Store
+from feedsvc.state.db import DATABASE_FILE
+from feedsvc.state.parses import ParseStore
 from tests.conftest import ROOT, write_entry
 
 
@@ -47,8 +50,8 @@ def test_a_deferring_load_serves_every_document_byte_for_byte_as_a_full_parse(fo
     directory = content_dir if folder == "bundled" else newsroom
     full = _documents(load_content(directory))
     store = Store(state_dir)
-    deferring = load_content(directory, cache=store, defer_bodies=True)
-    deferred = store.deferred_bodies()
+    deferring = load_content(directory, cache=store.parses, defer_bodies=True)
+    deferred = store.parses.deferred_bodies()
 
     def deferrable(entries) -> int:
         bodies = [(directory / entry.source).read_text().split("---", 2)[2] for entry in entries]
@@ -57,9 +60,9 @@ def test_a_deferring_load_serves_every_document_byte_for_byte_as_a_full_parse(fo
     assert deferred == deferrable((*deferring.entries, *deferring.drafts)) > 0  # the others were rendered: checked
     assert _documents(deferring) == full
     # each rendered when a document asked for it, and kept for every process; a draft's waits for the workers
-    assert store.deferred_bodies() == deferrable(deferring.drafts)
+    assert store.parses.deferred_bodies() == deferrable(deferring.drafts)
     # another process (a second worker) finds them rendered: a fresh store, nothing deferred, the same bytes
-    assert _documents(load_content(directory, cache=Store(state_dir))) == full
+    assert _documents(load_content(directory, cache=Store(state_dir).parses)) == full
 
 
 def test_a_missing_picture_in_a_body_still_fails_a_deferring_load(content_dir, state_dir):
@@ -70,7 +73,7 @@ def test_a_missing_picture_in_a_body_still_fails_a_deferring_load(content_dir, s
         "Text.\n\n![A harbour](media/nowhere.png)\n",
     )
     with pytest.raises(ContentError) as raised:
-        load_content(content_dir, cache=Store(state_dir), defer_bodies=True)
+        load_content(content_dir, cache=Store(state_dir).parses, defer_bodies=True)
     assert any(p.file == "posts/pictured.md" and p.field == "body" and "nowhere.png" in p.message for p in raised.value.problems)
 
 
@@ -81,36 +84,36 @@ def test_only_a_body_with_an_image_s_mark_can_show_a_picture():
 
 
 def test_workers_render_deferred_bodies_newest_first_each_its_own(newsroom, state_dir):
-    content = load_content(newsroom, cache=Store(state_dir), defer_bodies=True)
+    content = load_content(newsroom, cache=Store(state_dir).parses, defer_bodies=True)
     waiting = _deferred_keys(state_dir)  # each "parse key:entry digest"
     published = {
         key: entry.published for entry in (*content.entries, *content.drafts) for key in waiting if key.endswith(f":{entry.digest}")
     }
     assert len(published) == len(waiting) > 4
     first, second = Store(state_dir), Store(state_dir)  # two workers
-    assert first.render_deferred_bodies(limit=2) == (2, len(waiting) - 2)
+    assert first.parses.render_deferred_bodies(limit=2) == (2, len(waiting) - 2)
     assert waiting - _deferred_keys(state_dir) == set(sorted(published, key=published.get, reverse=True)[:2])
-    assert second.render_deferred_bodies(limit=2) == (2, len(waiting) - 4)
+    assert second.parses.render_deferred_bodies(limit=2) == (2, len(waiting) - 4)
     assert len(waiting - _deferred_keys(state_dir)) == 4  # the second took two others
 
 
 def test_a_claim_a_stopped_worker_left_is_taken_again_once_it_lapsed(newsroom, state_dir):
-    load_content(newsroom, cache=Store(state_dir), defer_bodies=True)
+    load_content(newsroom, cache=Store(state_dir).parses, defer_bodies=True)
     waiting = len(_deferred_keys(state_dir))
     with sqlite3.connect(state_dir / DATABASE_FILE) as db:  # every body claimed by a worker that stopped
         db.execute("UPDATE deferred_bodies SET claimed = ?", (time.time(),))
     store = Store(state_dir)
-    assert store.render_deferred_bodies(limit=100, lease=60) == (0, waiting)
+    assert store.parses.render_deferred_bodies(limit=100, lease=60) == (0, waiting)
     with sqlite3.connect(state_dir / DATABASE_FILE) as db:
         db.execute("UPDATE deferred_bodies SET claimed = ?", (time.time() - 61,))
-    assert store.render_deferred_bodies(limit=100, lease=60) == (waiting, 0)
+    assert store.parses.render_deferred_bodies(limit=100, lease=60) == (waiting, 0)
 
 
 def test_a_serving_publisher_renders_every_deferred_body_and_health_counts_them(newsroom, state_dir, tmp_path):
     parsing = create_app({"CONTENT_DIR": str(newsroom), "STATE_DIR": str(tmp_path / "other-state"), "RELOAD_INTERVAL": 0})
     full = {path: parsing.extensions["feedsvc"].current.document(path).body for path in parsing.extensions["feedsvc"].current.paths()}
-    load_content(newsroom, cache=Store(state_dir), defer_bodies=True)  # as serve's check leaves the store
-    assert Store(state_dir).deferred_bodies() > 0
+    load_content(newsroom, cache=Store(state_dir).parses, defer_bodies=True)  # as serve's check leaves the store
+    assert Store(state_dir).parses.deferred_bodies() > 0
     app = create_app({"CONTENT_DIR": str(newsroom), "STATE_DIR": str(state_dir), "RELOAD_INTERVAL": 0.05})
     publisher = app.extensions["feedsvc"]
     try:
@@ -118,7 +121,7 @@ def test_a_serving_publisher_renders_every_deferred_body_and_health_counts_them(
         while publisher.bodies_to_render and time.monotonic() < deadline:
             time.sleep(0.05)
         assert app.test_client().get("/healthz").get_json()["bodies_to_render"] == 0
-        assert Store(state_dir).deferred_bodies() == 0
+        assert Store(state_dir).parses.deferred_bodies() == 0
         publication = publisher.current
         assert {path: publication.document(path).body for path in publication.paths()} == full
     finally:
@@ -138,6 +141,7 @@ def test_a_body_the_renderer_fails_on_is_shown_as_its_text_never_as_an_error(mon
 
 def test_serve_s_check_defers_the_old_bodies_and_still_refuses_a_missing_picture(content_dir, state_dir, capsys):
     from feedsvc.__main__ import _check
+    from feedsvc.config import DEFAULTS
 
     for number in range(150):  # more than the hot documents show: the oldest bodies are left to the workers
         write_entry(
@@ -146,9 +150,9 @@ def test_serve_s_check_defers_the_old_bodies_and_still_refuses_a_missing_picture
             f"id: urn:example:old-{number}\ntitle: Old {number}\ndate: 2019-01-01T{number // 60:02}:{number % 60:02}:00Z\nsection: latest",
             f"Old story {number}.\n\n## Then\n\nMore.\n",
         )
-    checked, _ = _check(Store(state_dir), str(content_dir))
+    checked = _check(str(content_dir), Store(state_dir), {**DEFAULTS})
     assert checked is not None and checked["entries"] == 161
-    assert 0 < Store(state_dir).deferred_bodies() < 150
+    assert 0 < Store(state_dir).parses.deferred_bodies() < 150
 
     write_entry(
         content_dir,
@@ -156,16 +160,16 @@ def test_serve_s_check_defers_the_old_bodies_and_still_refuses_a_missing_picture
         "id: urn:example:old-0\ntitle: Old 0\ndate: 2019-01-01T00:00:00Z\nsection: latest",
         "Old story.\n\n![The pier](media/pier.png)\n",
     )
-    checked, _ = _check(Store(state_dir), str(content_dir))
+    checked = _check(str(content_dir), Store(state_dir, "another"), {**DEFAULTS})
     assert checked is None  # serve refuses to start
     assert "posts/old-000.md: body: image 'media/pier.png'" in capsys.readouterr().err
 
 
 def test_the_renderer_carries_on_after_the_store_failed_it(newsroom, state_dir, monkeypatch, caplog):
-    import feedsvc.publisher
+    import feedsvc.live.publisher
 
-    load_content(newsroom, cache=Store(state_dir), defer_bodies=True)
-    real = Store.render_deferred_bodies
+    load_content(newsroom, cache=Store(state_dir).parses, defer_bodies=True)
+    real = ParseStore.render_deferred_bodies
     failures = []
 
     def busy_once(self, limit=64, lease=60):
@@ -174,15 +178,15 @@ def test_the_renderer_carries_on_after_the_store_failed_it(newsroom, state_dir, 
             raise sqlite3.OperationalError("database is locked")
         return real(self, limit, lease)
 
-    monkeypatch.setattr(Store, "render_deferred_bodies", busy_once)
-    monkeypatch.setattr(feedsvc.publisher, "DEFERRED_FAILED_SECONDS", 0.05)
+    monkeypatch.setattr(ParseStore, "render_deferred_bodies", busy_once)
+    monkeypatch.setattr(feedsvc.live.publisher, "DEFERRED_FAILED_SECONDS", 0.05)
     app = create_app({"CONTENT_DIR": str(newsroom), "STATE_DIR": str(state_dir), "RELOAD_INTERVAL": 0.05})
     publisher = app.extensions["feedsvc"]
     try:
         deadline = time.monotonic() + 30
-        while Store(state_dir).deferred_bodies() and time.monotonic() < deadline:
+        while Store(state_dir).parses.deferred_bodies() and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert failures and Store(state_dir).deferred_bodies() == 0
+        assert failures and Store(state_dir).parses.deferred_bodies() == 0
         assert "cannot render deferred bodies (OperationalError: database is locked)" in caplog.text
     finally:
         publisher.stop()

@@ -15,9 +15,9 @@ import feedparser
 import pytest
 
 from bench.generate_content import generate
-from feedsvc.content import load_content
 from feedsvc.export import export_publication, file_for
 from feedsvc.publication import build_publication
+from feedsvc.source.loader import load_content
 from tests.conftest import ROOT, require, write_entry
 from tests.servers import RecordingHub, fetch, running_nginx, running_service
 
@@ -178,11 +178,11 @@ def _inodes(root: Path) -> dict[str, int]:
 
 
 def _export(content_dir: Path, destination: Path, store, processes: int = 1) -> None:
-    from feedsvc.store import Store
+    from feedsvc.state import Store
 
     store = store or Store(destination.parent / "state")
-    content = load_content(content_dir, cache=store)
-    publication = build_publication(content, stamp=lambda etags: store.last_modified(etags, content.version, lambda: True))
+    content = load_content(content_dir, cache=store.parses)
+    publication = build_publication(content, stamp=lambda etags: store.stamps.last_modified(etags, content.version, lambda: True))
     export_publication(publication, destination, store=store, processes=processes)
 
 
@@ -227,7 +227,7 @@ def _same_as_fresh(content_dir: Path, tmp_path: Path, store) -> None:
 
 
 def test_a_build_after_one_edit_renders_only_what_changed_and_equals_a_fresh_build(tmp_path, content_dir, written, in_workspaces):
-    from feedsvc.store import Store
+    from feedsvc.state import Store
 
     shutil.copytree(generate(tmp_path / "generated", 300) / "posts", content_dir / "posts", dirs_exist_ok=True)
     store = Store(tmp_path / "state")
@@ -249,7 +249,7 @@ def test_a_build_after_one_edit_renders_only_what_changed_and_equals_a_fresh_bui
 @pytest.mark.parametrize("in_place", [True, False])
 def test_a_deleted_entry_leaves_no_file_in_the_updated_export(tmp_path, content_dir, monkeypatch, in_place):
     import feedsvc.export
-    from feedsvc.store import Store
+    from feedsvc.state import Store
 
     if not in_place:
         monkeypatch.setattr(feedsvc.export, "IN_PLACE_LIMIT", -1)
@@ -269,7 +269,8 @@ def test_a_deleted_entry_leaves_no_file_in_the_updated_export(tmp_path, content_
 @pytest.mark.parametrize("in_place", [True, False])
 def test_other_rendering_code_never_keeps_an_old_file(tmp_path, content_dir, monkeypatch, written, in_place):
     import feedsvc.export
-    from feedsvc.store import Store
+    import feedsvc.identity
+    from feedsvc.state import Store
 
     if not in_place:
         monkeypatch.setattr(feedsvc.export, "IN_PLACE_LIMIT", -1)
@@ -286,7 +287,7 @@ def test_other_rendering_code_never_keeps_an_old_file(tmp_path, content_dir, mon
     assert len(written) < len(everything) and len(rendered) < len(everything)  # the same code: files are kept
     written.clear()
     rendered.clear()
-    monkeypatch.setattr(feedsvc.export, "_code_digest", lambda: "another version of feedsvc")
+    monkeypatch.setattr(feedsvc.identity, "build_identity", lambda: "another version of feedsvc")
     _export(content_dir, tmp_path / "site", store)
     assert set(rendered) == set(everything)  # every document rendered by the new code
     if not in_place:  # in place, only the files whose bytes differ are replaced (here none: the code is the same)
@@ -295,7 +296,7 @@ def test_other_rendering_code_never_keeps_an_old_file(tmp_path, content_dir, mon
 
 def test_a_parallel_export_writes_what_a_sequential_one_writes(tmp_path, content_dir, monkeypatch):
     import feedsvc.export
-    from feedsvc.store import Store
+    from feedsvc.state import Store
 
     shutil.copytree(generate(tmp_path / "generated", 120) / "posts", content_dir / "posts", dirs_exist_ok=True)
     monkeypatch.setattr(feedsvc.export, "PARALLEL_FROM", 10)
@@ -315,18 +316,18 @@ def test_an_export_loads_each_body_from_the_store_once(tmp_path, content_dir, mo
     """An entry's page and its day archives (the site's and its section's) are rendered together: one load, not three."""
     import re
 
-    import feedsvc.store
-    from feedsvc.store import Store
+    import feedsvc.state.parses
+    from feedsvc.state import Store
 
-    monkeypatch.setattr(feedsvc.store, "RECENT_BODIES", 300)  # 600 entries: more than a writer keeps in memory
+    monkeypatch.setattr(feedsvc.state.parses, "RECENT_BODIES", 300)  # 600 entries: more than a writer keeps in memory
     directory = generate(tmp_path / "generated", 600)  # ten minutes apart: ~144 a day, four days and a bit
     store = Store(tmp_path / "state")
-    content = load_content(directory, cache=store)
-    publication = build_publication(content, stamp=lambda etags: store.last_modified(etags, content.version, lambda: True))
+    content = load_content(directory, cache=store.parses)
+    publication = build_publication(content, stamp=lambda etags: store.stamps.last_modified(etags, content.version, lambda: True))
     statements: list[str] = []
-    store._connection().set_trace_callback(statements.append)
+    store.db._connection().set_trace_callback(statements.append)
     export_publication(publication, tmp_path / "site", store=store)
-    store._connection().set_trace_callback(None)
+    store.db._connection().set_trace_callback(None)
     loads: dict[str, int] = {}
     for sql in statements:
         if "FROM entry_texts" in sql:
@@ -368,7 +369,7 @@ def test_an_export_builds_each_entrys_feed_elements_once(tmp_path, monkeypatch):
 
 def test_a_document_that_fails_in_a_worker_process_is_named_and_the_old_export_stays(tmp_path, content_dir, monkeypatch, fail_rendering):
     import feedsvc.export
-    from feedsvc.content import ContentError
+    from feedsvc.problems import ContentError
 
     monkeypatch.setattr(feedsvc.export, "PARALLEL_FROM", 1)
     _export(content_dir, tmp_path / "site", None, processes=2)
@@ -381,7 +382,7 @@ def test_a_document_that_fails_in_a_worker_process_is_named_and_the_old_export_s
 
 
 def test_a_kept_file_gets_the_time_its_bytes_last_changed_even_when_they_changed_back(tmp_path, content_dir, written, in_workspaces):
-    from feedsvc.store import Store
+    from feedsvc.state import Store
 
     store = Store(tmp_path / "state")
     entry = content_dir / "posts" / "new-faces-proteas-announce-test-debutants.md"
@@ -394,7 +395,7 @@ def test_a_kept_file_gets_the_time_its_bytes_last_changed_even_when_they_changed
     _export(content_dir, tmp_path / "site", store)  # .site.a: the old bytes again, the file kept
     assert "posts/new-faces-proteas-announce-test-debutants/index.html" not in written
     page = Path(os.path.realpath(tmp_path / "site")) / "posts" / "new-faces-proteas-announce-test-debutants" / "index.html"
-    publication = build_publication(load_content(content_dir), stamp=lambda etags: store.last_modified(etags, "x", lambda: True))
+    publication = build_publication(load_content(content_dir), stamp=lambda etags: store.stamps.last_modified(etags, "x", lambda: True))
     changed = publication.document("/posts/new-faces-proteas-announce-test-debutants/").last_modified
     assert page.stat().st_mtime == changed.timestamp()  # the third version's time, not the first's
 
@@ -402,7 +403,7 @@ def test_a_kept_file_gets_the_time_its_bytes_last_changed_even_when_they_changed
 def test_the_first_build_into_the_second_workspace_links_the_served_files_and_never_touches_them(
     tmp_path, content_dir, written, in_workspaces
 ):
-    from feedsvc.store import Store
+    from feedsvc.state import Store
 
     shutil.copytree(generate(tmp_path / "generated", 200) / "posts", content_dir / "posts", dirs_exist_ok=True)
     store = Store(tmp_path / "state")
@@ -427,7 +428,7 @@ def test_the_first_build_into_the_second_workspace_links_the_served_files_and_ne
 
 
 def test_a_small_change_updates_the_served_export_in_place_file_by_file(tmp_path, content_dir, written):
-    from feedsvc.store import Store
+    from feedsvc.state import Store
 
     shutil.copytree(generate(tmp_path / "generated", 200) / "posts", content_dir / "posts", dirs_exist_ok=True)
     store = Store(tmp_path / "state")
@@ -461,7 +462,7 @@ def test_a_small_change_updates_the_served_export_in_place_file_by_file(tmp_path
 
 def test_a_change_to_many_documents_is_written_into_the_other_workspace(tmp_path, content_dir, monkeypatch):
     import feedsvc.export
-    from feedsvc.store import Store
+    from feedsvc.state import Store
 
     store = Store(tmp_path / "state")
     _export(content_dir, tmp_path / "site", store)
@@ -474,8 +475,8 @@ def test_a_change_to_many_documents_is_written_into_the_other_workspace(tmp_path
 
 
 def test_an_in_place_update_that_cannot_render_a_document_changes_nothing(tmp_path, content_dir, fail_rendering):
-    from feedsvc.content import ContentError
-    from feedsvc.store import Store
+    from feedsvc.problems import ContentError
+    from feedsvc.state import Store
 
     store = Store(tmp_path / "state")
     _export(content_dir, tmp_path / "site", store)
@@ -493,7 +494,7 @@ def test_an_in_place_update_that_cannot_render_a_document_changes_nothing(tmp_pa
 
 def test_an_in_place_update_stopped_halfway_is_finished_by_the_next_build(tmp_path, content_dir, monkeypatch):
     import feedsvc.export
-    from feedsvc.store import Store
+    from feedsvc.state import Store
 
     store = Store(tmp_path / "state")
     _export(content_dir, tmp_path / "site", store)

@@ -8,8 +8,8 @@ import feedparser
 import pytest
 from lxml import etree
 
-from feedsvc.content import load_content
 from feedsvc.feeds import render_json_feed
+from feedsvc.source.loader import load_content
 from tests.conftest import BUNDLED_CONTENT, render_atom, render_rss, site_feed, write_entry
 
 NS = {

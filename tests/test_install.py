@@ -5,6 +5,8 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+import sysconfig
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from tests.servers import ROOT, fetch, running_service
@@ -17,8 +19,17 @@ def test_pip_install_gives_a_feedsvc_command_that_checks_and_serves(tmp_path, co
         shutil.copy(ROOT / name, source / name)
     shutil.copytree(ROOT / "feedsvc", source / "feedsvc", ignore=shutil.ignore_patterns("__pycache__"))
     venv = tmp_path / "venv"
-    # the dependencies come from this environment (requirements.txt's pins); only feedsvc itself is installed
-    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True)
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    # the dependencies come from the environment running the tests (requirements.txt's pins, in a virtualenv or not),
+    # made visible to the new one by a .pth file; only feedsvc itself is installed
+    new_site = subprocess.run(
+        [venv / "bin" / "python", "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    ours = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
+    (Path(new_site) / "tests-dependencies.pth").write_text("\n".join(sorted(ours)) + "\n")
     subprocess.run([venv / "bin" / "pip", "install", "--quiet", "--no-deps", str(source)], check=True, cwd=tmp_path)
 
     command = venv / "bin" / "feedsvc"

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from feedsvc.content import load_content
 from feedsvc.publication import build_publication
+from feedsvc.source.loader import load_content
 from tests.conftest import BUNDLED_CONTENT, require, write_entry
 from tests.servers import running_service
 

@@ -21,8 +21,9 @@ from lxml import etree
 from PIL import Image
 
 from feedsvc import create_app
-from feedsvc.content import ContentError, load_content
 from feedsvc.models import Entry, tag_labels, tag_slug
+from feedsvc.problems import ContentError
+from feedsvc.source.loader import load_content
 from tests.conftest import ROOT, write_entry
 from tests.servers import RecordingHub
 
@@ -590,12 +591,12 @@ def test_an_edit_that_changes_other_entries_output_reaches_every_document_like_a
 
 
 def test_headings_live_in_the_store_with_the_body_not_in_every_worker(newsroom, tmp_path):
-    from feedsvc.store import Store
+    from feedsvc.state import Store
 
     parsed = next(e for e in load_content(newsroom).entries if e.slug == "harbour-reopens")
     assert [h.text for h in parsed.contents] == ["What was repaired", "What it cost", "What comes next"]
-    load_content(newsroom, cache=Store(tmp_path / "state"))  # parsed, then stored
-    stored = next(e for e in load_content(newsroom, cache=Store(tmp_path / "state")).entries if e.slug == "harbour-reopens")
+    load_content(newsroom, cache=Store(tmp_path / "state").parses)  # parsed, then stored
+    stored = next(e for e in load_content(newsroom, cache=Store(tmp_path / "state").parses).entries if e.slug == "harbour-reopens")
     assert stored.headings == () and stored.contents == parsed.contents
 
 

@@ -6,7 +6,7 @@ import feedparser
 import lxml.html
 import pytest
 
-from feedsvc.content import load_content
+from feedsvc.source.loader import load_content
 from tests.conftest import write_entry
 
 BASE = "http://127.0.0.1:8000"

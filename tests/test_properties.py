@@ -17,11 +17,11 @@ from lxml import etree
 from markdown_it import MarkdownIt
 from mdit_py_plugins.anchors import anchors_plugin
 
-from feedsvc.content import load_content
 from feedsvc.feeds import render_json_feed
 from feedsvc.markdown import _anchor, _markdown, _normalized
 from feedsvc.models import strip_xml_illegal
 from feedsvc.pages import page_context, render_entry
+from feedsvc.source.loader import load_content
 from tests.conftest import BUNDLED_CONTENT, render_atom, render_rss, site_feed
 
 # Everything a UTF-8 file can hold (no lone surrogates), with the tricky cases made likely.

@@ -157,10 +157,10 @@ def _wait_for(condition, timeout: float = 10) -> None:
 def test_healthz_is_degraded_while_a_reload_is_stuck_and_recovers(content_dir, state_dir, monkeypatch):
     import threading
 
-    import feedsvc.publisher
+    import feedsvc.live.publisher
     from feedsvc import create_app
 
-    monkeypatch.setattr(feedsvc.publisher, "WATCH_STALL_SECONDS", 0.5)
+    monkeypatch.setattr(feedsvc.live.publisher, "WATCH_STALL_SECONDS", 0.5)
     app = create_app({"CONTENT_DIR": str(content_dir), "STATE_DIR": str(state_dir), "RELOAD_INTERVAL": 0.05})
     publisher = app.extensions["feedsvc"]
     client = app.test_client()
@@ -227,7 +227,7 @@ def test_a_missing_folder_is_reported_and_followed_again_when_it_returns(content
 
 
 def test_the_safety_net_sees_added_removed_and_renamed_files_without_statting_them(content_dir):
-    from feedsvc.publisher import folders_signature
+    from feedsvc.live.watcher import folders_signature
 
     before = folders_signature(content_dir)
     path = content_dir / "posts" / "new-faces-proteas-announce-test-debutants.md"
@@ -248,7 +248,7 @@ def _rss_kib() -> int:
 
 
 def test_settling_after_a_build_gives_freed_heap_memory_back_to_the_system():
-    from feedsvc import publisher as publisher_module
+    from feedsvc.live import memory
 
     # 60 MB of 1 KB objects (past pymalloc's 512 bytes: glibc's heap), every hundredth kept: what a
     # build leaves behind, freed pages between live ones that free() alone never returns
@@ -256,7 +256,7 @@ def test_settling_after_a_build_gives_freed_heap_memory_back_to_the_system():
     kept = garbage[::100]
     del garbage
     before = _rss_kib()
-    publisher_module._settle_heap()
+    memory.settle_heap()
     assert before - _rss_kib() > 20_000, (before, _rss_kib())
     assert len(kept) == 600
 
@@ -266,7 +266,7 @@ def test_settling_after_a_build_gives_freed_heap_memory_back_to_the_system():
 _HEAP_PROBE = """
 import ctypes, ctypes.util, sys, threading
 if sys.argv[1] == "tuned":
-    from feedsvc.publisher import tune_heap
+    from feedsvc.live.memory import tune_heap
     tune_heap()
 libc = ctypes.CDLL(ctypes.util.find_library("c"))
 class MallInfo2(ctypes.Structure):
@@ -308,8 +308,8 @@ def test_tuning_the_heap_maps_large_blocks_and_bounds_the_arenas():
 
 
 def test_a_publisher_tunes_the_heap_before_its_first_load(content_dir, monkeypatch):
-    from feedsvc import publisher as publisher_module
-    from feedsvc.publisher import Publisher
+    from feedsvc.live import publisher as publisher_module
+    from feedsvc.live.publisher import Publisher
 
     order = []
     monkeypatch.setattr(publisher_module, "tune_heap", lambda: order.append("tuned"))
@@ -320,13 +320,14 @@ def test_a_publisher_tunes_the_heap_before_its_first_load(content_dir, monkeypat
 
 
 def test_an_idle_watcher_hands_freed_memory_back_every_safety_net_round(content_dir, state_dir, monkeypatch):
-    from feedsvc import publisher as publisher_module
-    from feedsvc.publisher import Publisher
-    from feedsvc.store import Store
+    from feedsvc.live import memory
+    from feedsvc.live import publisher as publisher_module
+    from feedsvc.live.publisher import Publisher
+    from feedsvc.state import Store
 
     trims = []
-    real_trim = publisher_module._MALLOC_TRIM
-    monkeypatch.setattr(publisher_module, "_MALLOC_TRIM", lambda pad: trims.append(pad) or (real_trim(pad) if real_trim else 0))
+    real_trim = memory._MALLOC_TRIM
+    monkeypatch.setattr(memory, "_MALLOC_TRIM", lambda pad: trims.append(pad) or (real_trim(pad) if real_trim else 0))
     monkeypatch.setattr(publisher_module, "SAFETY_NET_SECONDS", 0.2)
     watched = Publisher(content_dir, store=Store(state_dir), watch_every=0.05)
     try:

@@ -11,13 +11,15 @@ import time
 from pathlib import Path
 
 import pytest
-from watchfiles._rust_notify import RustNotify
+from watchfiles import watch
 
-from feedsvc import content as content_module
-from feedsvc import publisher as publisher_module
-from feedsvc.content import rescan_folder, scan_folder
-from feedsvc.publisher import Publisher
-from feedsvc.store import Store
+from feedsvc.live import publisher as publisher_module
+from feedsvc.live.publisher import Publisher
+from feedsvc.live.watcher import FolderWatch
+from feedsvc.source import loader as loader_module
+from feedsvc.source import scan as scan_module
+from feedsvc.source.scan import rescan_folder, scan_folder
+from feedsvc.state import Store
 from tests.conftest import write_entry
 
 POST = 'id: "urn:uuid:8d2b7a1e-0c4f-4b7e-9d1a-5e6f7a8b9c{n:02d}"\ntitle: Post {n}\ndate: 2025-07-0{day}T08:00:00Z\nsection: latest'
@@ -118,6 +120,9 @@ def folder(tmp_path: Path) -> Path:
     _post(directory, "b.md", 2)
     _post(directory, "old/c.md", 3)
     (directory / "posts" / "linked.md").symlink_to("old/c.md")
+    an_hour_ago = time.time() - 3600  # not racy (files changed within RACY_NS are looked at again by every rescan)
+    for path in directory.rglob("*"):
+        os.utime(path, (an_hour_ago, an_hour_ago), follow_symlinks=False)
     yield directory
     for path in directory.rglob("*"):  # let tmp_path's cleanup in again
         if path.is_dir() and not path.is_symlink():
@@ -125,15 +130,17 @@ def folder(tmp_path: Path) -> Path:
 
 
 def _events_of(directory: Path, change) -> set[str]:
-    """The paths real inotify names for ``change`` (watching the folder as the publisher does)."""
-    with RustNotify([os.path.realpath(directory)], False, False, 300, True, False) as notify:
-        change(directory)
-        paths: set[str] = set()
-        while True:
-            result = notify.watch(200, 50, 500, None)
-            if not isinstance(result, set):
-                return paths
-            paths.update(path for _, path in result)
+    """The paths real inotify names for ``change`` (watching the folder as the publisher does, with watchfiles)."""
+    paths: set[str] = set()
+    changed = False
+    for batch in watch(os.path.realpath(directory), watch_filter=None, debounce=200, step=50, rust_timeout=300, yield_on_timeout=True):
+        if not changed:  # the first batch (empty, a timeout) says the watch is in place
+            change(directory)
+            changed = True
+        elif not batch:
+            return paths
+        paths.update(path for _, path in batch)
+    return paths
 
 
 @pytest.mark.parametrize("change", CHANGES, ids=[change.__name__.strip("_") for change in CHANGES])
@@ -155,13 +162,14 @@ def test_a_rescan_of_the_paths_inotify_names_equals_a_full_scan(folder, change):
 
 
 def test_a_rescan_stats_only_the_named_paths_and_the_links(folder, monkeypatch):
+    an_hour_ago = time.time() - 3600
     for n in range(30):
-        _post(folder, f"many-{n}.md", 30 + n)
+        os.utime(_post(folder, f"many-{n}.md", 30 + n), (an_hour_ago, an_hour_ago))  # not racy: nothing to look at again
     before = scan_folder(folder)
     changed = _events_of(folder, _edit)
     looked_at = set()
     real_lstat = os.lstat
-    monkeypatch.setattr(content_module.os, "lstat", lambda path: looked_at.add(os.fspath(path)) or real_lstat(path))
+    monkeypatch.setattr(scan_module.os, "lstat", lambda path: looked_at.add(os.fspath(path)) or real_lstat(path))
     after = rescan_folder(folder, before, changed)
     assert after != before
     files_looked_at = {Path(path).relative_to(folder).as_posix() for path in looked_at if path.endswith(".md")}
@@ -202,16 +210,16 @@ def test_an_edit_saved_while_a_version_builds_is_not_stamped_as_that_version(con
         return real_build(*args)
 
     monkeypatch.setattr(publisher, "_build", build_while_editing)
-    accepted = []  # the versions the store made current (stamped), in order
-    real_last_modified = publisher.store.last_modified
+    accepted = []  # the versions the state made current (stamped), in order
+    real_last_modified = publisher.store.stamps.last_modified
 
-    def last_modified(etags, version, still_current=None):
-        stamps = real_last_modified(etags, version, still_current)
+    def last_modified(etags, version, still_current=None, also=None):
+        stamps = real_last_modified(etags, version, still_current, also)
         if still_current is not None:
             accepted.append(version)
         return stamps
 
-    monkeypatch.setattr(publisher.store, "last_modified", last_modified)
+    monkeypatch.setattr(publisher.store.stamps, "last_modified", last_modified)
     publisher.watch(0.05)
     try:
         write_entry(content_dir, "first.md", POST.format(n=41, day=8), "First.")
@@ -258,17 +266,16 @@ def test_a_publisher_that_does_not_watch_keeps_no_inotify_instance(content_dir, 
 def test_after_a_full_scan_that_finds_nothing_changed_an_edit_is_found_by_identity(content_dir, state_dir, monkeypatch):
     """The safety net's full scan keeps the records the last load shares when nothing changed: the next edit is not a full pass."""
     quick_looks = []
-    real_look = content_module._changed_entry_files
-    monkeypatch.setattr(content_module, "_changed_entry_files", lambda *args: quick_looks.append(real_look(*args)) or quick_looks[-1])
+    real_look = loader_module._changed_entry_files
+    monkeypatch.setattr(loader_module, "_changed_entry_files", lambda *args: quick_looks.append(real_look(*args)) or quick_looks[-1])
     publisher = Publisher(content_dir, store=Store(state_dir))
-    notify, events, _ = publisher_module.open_watch(content_dir)
-    with notify:
+    with FolderWatch(content_dir) as events:
         events.everything()  # as the safety net does
         assert not publisher.refresh(events)  # nothing changed
         edited = content_dir / "posts" / "new-faces-proteas-announce-test-debutants.md"
         edited.write_text(edited.read_text().replace("New Faces", "Newer Faces"))
-        while isinstance(result := notify.watch(200, 50, 500, None), set):
-            events.add(result)
+        assert events.wait(5)
+        time.sleep(0.1)  # the rest of the save's events
         assert publisher.refresh(events)
     assert [file.name for file in quick_looks[-1]] == ["posts/new-faces-proteas-announce-test-debutants.md"]
     assert publisher.current.pages["/posts/new-faces-proteas-announce-test-debutants/"].title.startswith("Newer Faces")
@@ -298,47 +305,15 @@ def _counting_full_scans(monkeypatch) -> list[Path]:
     return full_scans
 
 
-def test_a_worker_starts_from_the_look_serve_s_check_just_made_and_the_watcher_then_looks_at_every_file(
-    content_dir, state_dir, monkeypatch
-):
-    """`serve` looks at every file for its check; a worker whose kept load has that very look takes it instead of a second one.
-
-    What changed between that look and the worker's watch sent no event the worker saw: the watcher's first look covers every file.
-    """
+def test_a_worker_started_at_any_moment_looks_at_every_file_itself(content_dir, state_dir, monkeypatch):
+    """No hand-over from `serve`'s check: a worker granian starts hours later publishes what changed since, at its start."""
     Publisher(content_dir, store=Store(state_dir)).stop()  # keeps its load (and that load's scan) in the state folder
-    checked = publisher_module.fingerprint(content_dir, scan_folder(content_dir))  # what serve's check saw
     edited = content_dir / "posts" / "new-faces-proteas-announce-test-debutants.md"
-    edited.write_text(edited.read_text().replace("New Faces", "Newer Faces"))  # saved after the check, before the worker watched
+    edited.write_text(edited.read_text().replace("New Faces", "Newer Faces"))  # saved after that start, before this one
     full_scans = _counting_full_scans(monkeypatch)
-    publisher = Publisher(content_dir, store=Store(state_dir), watch_every=0.05, checked_scan=checked)
+    publisher = Publisher(content_dir, store=Store(state_dir), watch_every=0.05)
     try:
-        deadline = time.monotonic() + 10
-        while not any(entry.title.startswith("Newer Faces") for entry in publisher.current.content.entries):
-            assert time.monotonic() < deadline, "the edit made before the watch started was never published"
-            time.sleep(0.02)
-        assert len(full_scans) == 1  # the watcher's, none at the start
+        assert any(entry.title.startswith("Newer Faces") for entry in publisher.current.content.entries)  # at its start
+        assert len(full_scans) == 1  # the start's own look; the watcher carries on from its events
     finally:
         publisher.stop()
-
-
-def test_a_worker_whose_kept_load_is_not_what_the_check_saw_looks_at_every_file(content_dir, state_dir, monkeypatch):
-    Publisher(content_dir, store=Store(state_dir)).stop()
-    edited = content_dir / "posts" / "new-faces-proteas-announce-test-debutants.md"
-    edited.write_text(edited.read_text().replace("New Faces", "Newer Faces"))  # saved before the check
-    checked = publisher_module.fingerprint(content_dir, scan_folder(content_dir))
-    full_scans = _counting_full_scans(monkeypatch)
-    publisher = Publisher(content_dir, store=Store(state_dir), checked_scan=checked)
-    assert len(full_scans) == 1  # the start's own look: the kept one is older than the check's
-    assert any(entry.title.startswith("Newer Faces") for entry in publisher.current.content.entries)
-
-
-def test_only_a_worker_started_soon_after_serve_s_check_relies_on_its_look(monkeypatch):
-    """granian respawns a crashed worker with the same environment, maybe hours later: by then the folder may have changed."""
-    for _ in range(1000):  # at once, too (a time rounded up to the millisecond was in the future half the time)
-        assert publisher_module.recent_handover(publisher_module.handover_note("f1ngerpr1nt")) == "f1ngerpr1nt"
-    note = publisher_module.handover_note("f1ngerpr1nt")
-    later = time.time() + publisher_module.HANDOVER_SECONDS + 1
-    monkeypatch.setattr(publisher_module.time, "time", lambda: later)
-    assert publisher_module.recent_handover(note) is None
-    for garbage in (None, "", "f1ngerpr1nt", "f1ngerpr1nt soon", f" {later}"):
-        assert publisher_module.recent_handover(garbage) is None

@@ -24,13 +24,16 @@ START = 1_800_000_000  # 2027-01-15, a clock the test moves by hand
 
 
 class Clock:
-    """An injected wall clock (seconds since the epoch)."""
+    """An injected wall clock (seconds since the epoch); waiting on it moves it."""
 
     def __init__(self, now: float = START):
         self.now = now
 
     def __call__(self) -> float:
         return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
 
 
 def _app(content_dir: Path, state_dir: Path, clock: Clock):
@@ -95,17 +98,29 @@ def test_last_modified_advances_exactly_when_a_documents_bytes_change(content_di
         assert client.get(unchanged, headers={"If-Modified-Since": http_date(START)}).status_code == 304
 
 
-def test_last_modified_never_goes_backwards_even_when_the_clock_does(content_dir, state_dir):
+def test_last_modified_never_goes_backwards_nor_ahead_of_the_clock(content_dir, state_dir):
+    """RFC 9110 §8.8.2.1: a Last-Modified later than the response's Date must not be sent; and a validator that went back
+    would make caches keep the newer bytes as if older."""
     clock = Clock()
     app = _app(content_dir, state_dir, clock)
-    publisher = app.extensions["feedsvc"]
-    stamps = [_last_modified(app, "/feed.xml")]
-    for step, title in enumerate(["One", "Two", "Three"]):
-        clock.now = START - step  # the clock steps back (NTP) or stands still within a second
+    publisher, client = app.extensions["feedsvc"], app.test_client()
+
+    def publish(title: str) -> None:
         write_entry(content_dir, "moving.md", f'id: "urn:example:moving"\ntitle: {title}\ndate: 2025-07-08T10:00:00Z\nsection: latest')
         assert publisher.refresh()
-        stamps.append(_last_modified(app, "/feed.xml"))
-    assert stamps == sorted(set(stamps))  # strictly increasing: each version is newer than the last
+
+    assert _last_modified(app, "/feed.xml") == START
+    publish("Within the same second")  # the clock stands still: the stamp waits for the next second, not ahead of it
+    assert _last_modified(app, "/feed.xml") == START + 1 <= clock.now
+    clock.now = START - 3600  # the clock is set back an hour (NTP)
+    publish("While the clock is behind")
+    assert "Last-Modified" not in client.get("/feed.xml").headers  # a time after the clock's would be in the future
+    assert client.get("/feed.xml").headers["ETag"]  # the entity tag still validates
+    assert "Last-Modified" not in client.get(OTHER_PAGE).headers  # its time, START, is ahead of the clock too
+    clock.now = START + 7200
+    publish("Once the clock caught up")
+    assert _last_modified(app, "/feed.xml") == START + 7200  # later than every time before
+    assert _last_modified(app, OTHER_PAGE) == START  # unchanged bytes kept their time all along
 
 
 def test_a_restart_on_unchanged_content_keeps_every_last_modified(content_dir, state_dir):

@@ -18,10 +18,12 @@ from lxml import etree
 
 import feedsvc
 from feedsvc import create_app
-from feedsvc.__main__ import CHECKED_SETTING, _warm_start
+from feedsvc.config import DEFAULTS, namespace_settings
+from feedsvc.identity import build_identity
 from feedsvc.publication import HotSet
-from feedsvc.publisher import hot_set_key
-from feedsvc.store import Store
+from feedsvc.startup import usable_hot_set
+from feedsvc.state import Store, namespace_of
+from feedsvc.state.snapshots import load_pickle
 from tests.conftest import ROOT, write_entry
 from tests.servers import RecordingHub, free_port, running_service
 
@@ -52,10 +54,10 @@ def test_a_restart_answers_with_what_the_last_run_served_and_publishes_what_chan
     env, port = {"FEEDSVC_STATE_DIR": str(tmp_path / "state")}, free_port()
     with running_service(content_dir, tmp_path, env=env, port=port, workers=2) as (base, _):
         _, served_headers, served_feed = _get(base + "/feed.xml")
-    assert "restarting on the documents the last run served" not in _log(tmp_path, port)  # nothing kept yet: checked
+    assert "the workers start at once" not in _log(tmp_path, port)  # nothing kept yet: checked
     with running_service(content_dir, tmp_path, env=env, port=port, workers=2) as (base, _):
         log = _log(tmp_path, port)
-        assert "restarting on the documents the last run served" in log and "unchanged since" not in log, log
+        assert "the workers start at once" in log, log
         _until(lambda: _log(tmp_path, port).count("serving the kept hot set of version") == 2)  # both workers
         status, headers, feed = _get(base + "/feed.xml")
         assert (status, feed) == (200, served_feed)  # the very bytes, tag and time the last run served
@@ -70,7 +72,7 @@ def test_a_restart_answers_with_what_the_last_run_served_and_publishes_what_chan
         content_dir, "offline.md", 'id: "urn:example:offline"\ntitle: Written while down\ndate: 2025-07-10T10:00:00Z\nsection: latest'
     )
     with running_service(content_dir, tmp_path, env=env, port=port, workers=2) as (base, _):
-        assert "restarting on the documents the last run served" in _log(tmp_path, port)
+        assert "the workers start at once" in _log(tmp_path, port)
 
         def titles() -> list[str]:
             return [entry.title for entry in feedparser.parse(_get(base + "/feed.xml")[2]).entries]
@@ -85,32 +87,35 @@ def test_a_first_start_answers_with_the_hot_documents_its_check_rendered(content
     with running_service(content_dir, tmp_path, env=env, port=port, workers=2) as (base, _):
         status, headers, feed = _get(base + "/feed.xml")  # at once: from the check's hot set, or a publisher already
         assert status == 200 and b"<rss" in feed
-        assert "restarting on the documents the last run served" not in _log(tmp_path, port)  # a first start: checked
+        assert "the workers start at once" not in _log(tmp_path, port)  # a first start: checked
         _until(lambda: _log(tmp_path, port).count("serving the kept hot set of version") == 2)  # both workers, the check's
         _until(lambda: json.loads(_get(base + "/healthz")[2])["status"] == "ok")  # and their publishers started since
         # what the publishers render is what the check rendered: the same bytes, tag and time
         later = {(body, h["ETag"], h["Last-Modified"]) for _, h, body in (_get(base + "/feed.xml") for _ in range(4))}
         assert later == {(feed, headers["ETag"], headers["Last-Modified"])}
 
-    # the workers' settings differ from the check's (no public URL: serve gives them its port's): no hand-over
+    # no public URL: serve gives the check and its workers its own port's, so they share what the check kept
     port = free_port()
     with running_service(content_dir, tmp_path, env={"FEEDSVC_STATE_DIR": str(tmp_path / "other")}, port=port, workers=2) as (base, _):
-        assert _get(base + "/feed.xml")[0] == 200
-        assert "serving the kept hot set of version" not in _log(tmp_path, port)
+        status, _, feed = _get(base + "/feed.xml")
+        assert status == 200 and f"http://127.0.0.1:{port}/feed.xml".encode() in feed
+        _until(lambda: _log(tmp_path, port).count("serving the kept hot set of version") == 2)
 
 
 def test_a_file_broken_while_the_service_was_down_leaves_the_last_version_served_and_named(content_dir, tmp_path):
     env, port = {"FEEDSVC_STATE_DIR": str(tmp_path / "state")}, free_port()
     with running_service(content_dir, tmp_path, env=env, port=port) as (base, _):
         _, _, served_feed = _get(base + "/feed.xml")
+        served_sitemap = _get(base + "/sitemap.xml")[:3:2]
     broken = write_entry(content_dir, "broken.md", "title: no id")
     with running_service(content_dir, tmp_path, env=env, port=port) as (base, process):
         assert process.poll() is None  # not refused: an editor's typo never keeps the site down
         assert _get(base + "/feed.xml")[2] == served_feed
         health = json.loads(_get(base + "/healthz")[2])
         assert health["status"] == "degraded" and "posts/broken.md: id: is missing" in health["error"][0], health
-        status, headers, body = _get(base + "/sitemap.xml")  # not in the hot set: nothing to serve it from
-        assert status == 503 and headers["Retry-After"] and headers["Cache-Control"] == "no-store", (status, body)
+        # not in the hot set: the worker built the last good version again from the state, and serves all of it
+        assert _get(base + "/sitemap.xml")[:3:2] == served_sitemap
+        assert _get(base + "/posts/not-there/")[0] == 404
         assert "posts/broken.md: id: is missing" in _log(tmp_path, port)
         broken.unlink()  # fixed: the start is tried again and succeeds
         _until(lambda: json.loads(_get(base + "/healthz")[2])["status"] == "ok")
@@ -145,26 +150,30 @@ def _kept(content_dir, state_dir, **config):
     client = app.test_client()
     served = {path: client.get(path) for path in ("/", "/feed.xml", "/atom.xml")}
     notifier = app.extensions["feedsvc.websub"]
-    if notifier is not None:  # the service stops: this worker serves nothing any more
+    if notifier is not None:
         assert notifier.wait(30)
-        notifier.close()
+    app.extensions["feedsvc"].stop()  # the service stops: this worker serves nothing any more
     return config, served
+
+
+def _store_of(config) -> Store:
+    return Store(config["STATE_DIR"], namespace_of(config["CONTENT_DIR"], namespace_settings({**DEFAULTS, **config})))
 
 
 def test_every_version_served_is_kept_as_the_next_start_s_hot_set(content_dir, state_dir):
     config = {"CONTENT_DIR": str(content_dir), "STATE_DIR": str(state_dir), "RELOAD_INTERVAL": 0}
     app = create_app(config)
-    publisher, store = app.extensions["feedsvc"], Store(state_dir)
+    publisher, store = app.extensions["feedsvc"], _store_of(config)
     for attempt in range(2):
-        kept = store.load_hot_set()
-        assert isinstance(kept, HotSet) and kept.key == hot_set_key(app.config)
-        assert kept.version == publisher.current.version == store.hot_set_note()["version"]
+        kept = usable_hot_set(store, build_identity(), time.time)
+        assert isinstance(kept, HotSet)
+        assert kept.version == publisher.current.version and kept.loaded_version == store.kept.version()[0]
         assert {path: d.etag for path, d in kept.documents.items()} == {path: d.etag for path, d in publisher.current.documents.items()}
         write_entry(content_dir, "new.md", f'id: "urn:example:new"\ntitle: New {attempt}\ndate: 2025-07-09T10:00:00Z\nsection: latest')
         assert publisher.refresh()
 
 
-def test_a_warm_start_answers_from_the_hot_set_before_its_publisher_started(content_dir, state_dir, monkeypatch):
+def test_a_worker_answers_from_the_hot_set_before_its_publisher_started(content_dir, state_dir, monkeypatch):
     config, served = _kept(content_dir, state_dir)
     released = threading.Event()
     real_publisher = feedsvc.Publisher
@@ -174,7 +183,7 @@ def test_a_warm_start_answers_from_the_hot_set_before_its_publisher_started(cont
         return real_publisher(*args, **kwargs)
 
     monkeypatch.setattr(feedsvc, "Publisher", slow_publisher)
-    app = create_app({**config, "WARM_START": hot_set_key({**feedsvc.DEFAULTS, **config})})
+    app = create_app({**config, "START_IN_BACKGROUND": True})
     client = app.test_client()
     for path, response in served.items():
         again = client.get(path)
@@ -189,9 +198,10 @@ def test_a_warm_start_answers_from_the_hot_set_before_its_publisher_started(cont
     released.set()
     waiting.join(30)
     assert answers[0].status_code == 200 and etree.fromstring(answers[0].data) is not None
-    assert app.extensions["feedsvc.start"].wait(30)
-    assert app.extensions["feedsvc"].current.version == app.extensions["feedsvc.start"].version
-    assert app.extensions["feedsvc.start"].hot is None  # the publication has its own copies of those documents
+    start = app.extensions["feedsvc.start"]
+    assert start.wait(30)
+    assert app.extensions["feedsvc"].current.documents["/feed.xml"].etag == served["/feed.xml"].headers["ETag"]
+    assert start.hot is None  # the publication has its own copies of those documents
 
 
 def test_no_hub_ping_runs_ahead_of_a_worker_still_serving_its_hot_set(content_dir, state_dir, monkeypatch):
@@ -203,13 +213,13 @@ def test_no_hub_ping_runs_ahead_of_a_worker_still_serving_its_hot_set(content_di
         released = threading.Event()
         real_publisher = feedsvc.Publisher
 
-        def held_in_warm_starts(*args, **kwargs):  # the warm worker's archive takes a while to load
+        def held_in_background_starts(*args, **kwargs):  # the warm worker's archive takes a while to load
             if threading.current_thread().name == "feedsvc-start":
                 assert released.wait(30)
             return real_publisher(*args, **kwargs)
 
-        monkeypatch.setattr(feedsvc, "Publisher", held_in_warm_starts)
-        warm = create_app({**config, "WARM_START": hot_set_key({**feedsvc.DEFAULTS, **config})})
+        monkeypatch.setattr(feedsvc, "Publisher", held_in_background_starts)
+        warm = create_app({**config, "START_IN_BACKGROUND": True})
         other = create_app(config)  # the other worker, started the ordinary way: the new version
         assert b"urn:example:offline" in other.test_client().get("/feed.xml").data
         assert other.extensions["feedsvc.websub"].wait(30)
@@ -233,12 +243,12 @@ def test_a_start_that_fails_unexpectedly_is_named_and_tried_again_on_the_next_ch
         return real_publisher(*args, **kwargs)
 
     monkeypatch.setattr(feedsvc, "Publisher", failing_once)
-    app = create_app({**config, "WARM_START": hot_set_key({**feedsvc.DEFAULTS, **config})})
+    app = create_app({**config, "START_IN_BACKGROUND": True})
     start, client = app.extensions["feedsvc.start"], app.test_client()
     _until(lambda: start.error is not None)
     assert client.get("/feed.xml").data == served["/feed.xml"].data  # the hot set stays served
     health = client.get("/healthz").get_json()
-    assert health["status"] == "degraded" and health["error"] == ["(start): OSError: the state folder's disk is full"], health
+    assert health["status"] == "degraded" and health["error"] == ["starting: OSError: the state folder's disk is full"], health
     unavailable = client.get("/sitemap.xml")
     assert unavailable.status_code == 503 and unavailable.headers["Retry-After"]
     write_entry(content_dir, "new.md", 'id: "urn:example:new"\ntitle: New\ndate: 2025-07-09T10:00:00Z\nsection: latest')
@@ -247,34 +257,37 @@ def test_a_start_that_fails_unexpectedly_is_named_and_tried_again_on_the_next_ch
     assert client.get("/healthz").get_json()["status"] == "ok"
 
 
-def test_a_hot_set_is_not_used_under_other_settings_or_once_a_scheduled_entry_is_due(content_dir, state_dir):
+def test_a_hot_set_is_used_only_for_its_namespace_its_code_and_until_a_scheduled_entry_is_due(content_dir, state_dir):
     config, _ = _kept(content_dir, state_dir)
-    other = create_app({**config, "MAX_AGE": 60, "WARM_START": hot_set_key({**feedsvc.DEFAULTS, **config})})
-    assert "feedsvc.start" not in other.extensions  # serve's key is not this worker's: an ordinary start
+    store = _store_of(config)
+    assert usable_hot_set(store, build_identity(), time.time) is not None
+    assert usable_hot_set(_store_of({**config, "MAX_AGE": 60}), build_identity(), time.time) is None  # other bytes
+    assert usable_hot_set(store, "another build", time.time) is None  # other code
+    other = create_app({**config, "MAX_AGE": 60, "START_IN_BACKGROUND": True})
+    assert other.extensions["feedsvc.start"].hot is None
     soon = datetime.now(UTC) + timedelta(seconds=30)
     write_entry(content_dir, "soon.md", f'id: "urn:example:soon"\ntitle: Soon\ndate: "{soon.isoformat()}"\nsection: latest')
     config, _ = _kept(content_dir, state_dir)
-    key = hot_set_key({**feedsvc.DEFAULTS, **config})
-    assert "feedsvc.start" in create_app({**config, "WARM_START": key}).extensions
+    assert create_app({**config, "START_IN_BACKGROUND": True}).extensions["feedsvc.start"].hot is not None
     later = soon.timestamp() + 1
-    app = create_app({**config, "WARM_START": key, "CLOCK": lambda: later})
-    assert "feedsvc.start" not in app.extensions  # its version lacks the post due now
+    app = create_app({**config, "START_IN_BACKGROUND": True, "CLOCK": lambda: later})
+    assert app.extensions["feedsvc.start"].hot is None  # its version lacks the post due now
+    assert app.extensions["feedsvc.start"].wait(30)
     assert b"urn:example:soon" in app.test_client().get("/feed.xml").data
 
 
-def test_serve_restarts_warm_only_on_a_readable_hot_set_for_its_settings(content_dir, state_dir, monkeypatch):
-    monkeypatch.setenv("FEEDSVC_CONTENT_DIR", str(content_dir.absolute()))
-    for name in ("FEEDSVC_BASE_URL", "FEEDSVC_MAX_AGE", "FEEDSVC_ITEM_LIMIT", "FEEDSVC_HUB_URL"):
-        monkeypatch.delenv(name, raising=False)
-    store = Store(state_dir)
-    store.remember(CHECKED_SETTING, json.dumps({"key": "k", "entries": 11, "default_base_url": True}))
-    assert _warm_start(store, 8000) is None  # nothing kept
-    create_app({"STATE_DIR": str(state_dir), "RELOAD_INTERVAL": 0})  # serves, and keeps its hot set
-    key = hot_set_key({**feedsvc.DEFAULTS, "CONTENT_DIR": str(content_dir.absolute())})
-    assert _warm_start(store, 8000) == {"entries": 11, "default_base_url": True, "hot_set": key}
-    assert _warm_start(store, 8001) is None  # links would point at another port: other bytes
-    monkeypatch.setenv("FEEDSVC_MAX_AGE", "60")
-    assert _warm_start(store, 8000) is None
-    monkeypatch.delenv("FEEDSVC_MAX_AGE")
-    (state_dir / "hot-set.pickle").write_bytes(b"cut short")
-    assert _warm_start(store, 8000) is None  # the workers could not use it: serve checks the folder
+def test_a_hot_set_damaged_on_disk_or_left_by_another_database_is_never_served(content_dir, state_dir):
+    """A hot set altered on disk would send wrong bytes under the right bytes' ETag: it is checked before it is used."""
+    config, _ = _kept(content_dir, state_dir)
+    store = _store_of(config)
+    name = store.side_file("hot-set")
+    kept = (state_dir / name).read_bytes()
+    title = b"Best Website"
+    assert title in kept
+    (state_dir / name).write_bytes(kept.replace(title, b"Best W3bsite"))  # as bit rot or a stray tool would
+    assert usable_hot_set(store, build_identity(), time.time) is None
+    assert store.snapshots.read(name, load_pickle, store.snapshots.note(name)) is None
+    (state_dir / name).write_bytes(kept)
+    assert usable_hot_set(store, build_identity(), time.time) is not None
+    (state_dir / "state.sqlite3").unlink()  # a new database: it never recorded that file
+    assert usable_hot_set(_store_of(config), build_identity(), time.time) is None

@@ -69,7 +69,7 @@ def test_a_fresh_state_announces_every_subscription_feed_once(content_dir, state
         assert ping["hub.mode"] == "publish" and ping["hub.url"] == ping["hub.topic"]
         assert ping["content_type"] == "application/x-www-form-urlencoded"
     hub.clear()
-    first.extensions["feedsvc.websub"].close()
+    first.extensions["feedsvc"].stop()
     make_app(content_dir, state_dir, hub.url)  # a restart on unchanged content: the hub already knows
     assert hub.received == []
 
@@ -87,7 +87,7 @@ def test_a_change_pings_the_hub_for_each_changed_feed_only(content_dir, state_di
 
 def test_changes_made_while_the_service_was_down_are_announced_on_start(content_dir, state_dir, hub):
     app, _ = make_app(content_dir, state_dir, hub.url)
-    app.extensions["feedsvc.websub"].close()  # the service stops
+    app.extensions["feedsvc"].stop()  # the service stops
     hub.clear()
     write_entry(content_dir, "offline.md", 'id: "urn:example:offline"\ntitle: Offline\ndate: 2025-07-08T10:00:00Z\nsection: latest')
     make_app(content_dir, state_dir, hub.url)
@@ -115,7 +115,7 @@ def test_a_refused_ping_is_not_retried_and_a_failing_feed_holds_up_no_other(cont
     # neither was recorded as announced: the next start tries them again, and only them
     hub.refuse = {}
     hub.clear()
-    notifier.close()
+    app.extensions["feedsvc"].stop()
     make_app(content_dir, state_dir, hub.url)
     assert hub.topics() == sorted([refused, failing])
 
@@ -162,13 +162,13 @@ def test_pings_wait_until_every_worker_serves_the_new_version(content_dir, state
 
 
 def test_a_dead_worker_does_not_hold_up_pings(state_dir):
-    from feedsvc.store import Store
+    from feedsvc.state import Store
 
     store = Store(state_dir)
-    assert store.serving("gone", "v1", {"t": "a"}) == ["t"]
+    assert store.workers.serving("gone", "v1", {"t": "a"}) == ["t"]
     # a worker whose process is gone (pid 2**22 + 1 is beyond Linux's pid range) never blocks
-    store._connection().execute("UPDATE workers SET pid = ? WHERE token = 'gone'", (2**22 + 1,))
-    assert store.serving("live", "v2", {"t": "b"}) == ["t"]
+    store.db._connection().execute("UPDATE workers SET pid = ? WHERE token = 'gone'", (2**22 + 1,))
+    assert store.workers.serving("live", "v2", {"t": "b"}) == ["t"]
 
 
 def test_build_pings_the_hub_after_the_export_is_in_place(content_dir, state_dir, tmp_path, hub):

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from flask import Blueprint, Response, current_app, json, redirect, request
 
+from ..representation import Representation
 from .conditional import respond
-from .publisher import Publisher
-from .representation import Representation
+
+if TYPE_CHECKING:
+    from ..live.publisher import Publisher
 
 bp = Blueprint("feeds", __name__)
 
@@ -76,3 +80,14 @@ def not_found(error) -> Response:
 def server_error(error) -> Response:
     """Answer an unexpected failure with a plain 500: no traceback, no internals."""
     return Response("Internal server error\n", status=500, mimetype="text/plain", headers={"Cache-Control": "no-store"})
+
+
+def unavailable(error) -> Response:
+    """Answer a document whose body the state lost while its file changed: the reload that follows serves it (RFC 9110 §15.6.4)."""
+    headers = {"Cache-Control": "no-store", "Retry-After": "1"}
+    return Response(
+        "Service unavailable: this document is being published again; retry in a second\n",
+        status=503,
+        mimetype="text/plain",
+        headers=headers,
+    )

@@ -10,7 +10,7 @@ from __future__ import annotations
 from werkzeug.http import parse_accept_header, parse_date, parse_etags
 from werkzeug.sansio.http import is_resource_modified
 
-from .representation import Headers, Representation, Variant
+from ..representation import Headers, Representation, Variant
 
 NOT_MODIFIED = "304 Not Modified"
 PRECONDITION_FAILED = "412 Precondition Failed"

@@ -8,9 +8,13 @@ conditional.respond, which the Flask views use too, so both answer alike (tests 
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+from ..representation import Representation
 from .conditional import respond, select_variant
-from .publisher import Publisher
-from .representation import Representation
+
+if TYPE_CHECKING:
+    from ..live.publisher import Publisher
 
 
 def answer(representation: Representation, environ: dict, start_response):

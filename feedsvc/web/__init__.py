@@ -1,0 +1,1 @@
+"""HTTP: the bare WSGI fast path for pre-built documents, the Flask views for the rest, one function for conditional requests."""
