@@ -74,6 +74,7 @@ CREATE TABLE IF NOT EXISTS exported (folder TEXT NOT NULL, path TEXT NOT NULL, k
 # SQLite result codes (https://www.sqlite.org/rescode.html) by what they mean for feedsvc
 _DAMAGED = {"SQLITE_CORRUPT", "SQLITE_NOTADB"}
 _BUSY = ("SQLITE_BUSY", "SQLITE_LOCKED")
+_DAMAGE_WORDS = ("malformed", "Could not decode")
 
 T = TypeVar("T")
 
@@ -93,7 +94,8 @@ def _kind(error: BaseException) -> str:
     if isinstance(error, _Foreign):
         return "damaged"
     name = getattr(error, "sqlite_errorname", "") or ""
-    if name in _DAMAGED or (type(error) is sqlite3.DatabaseError and "malformed" in str(error)):
+    # a row whose text is not UTF-8 any more was damaged on disk too (sqlite3 reports it as an OperationalError)
+    if name in _DAMAGED or (isinstance(error, sqlite3.DatabaseError) and any(word in str(error) for word in _DAMAGE_WORDS)):
         return "damaged"
     if name.startswith(_BUSY):
         return "busy"
@@ -101,10 +103,11 @@ def _kind(error: BaseException) -> str:
 
 
 def describe(error: BaseException) -> str:
-    """A failure in a line, without the state folder's path (it may tell the machine's layout)."""
+    """A failure in a short line, without the state folder's path (it may tell the machine's layout) or what a row held."""
     if isinstance(error, OSError):
         return error.strerror or type(error).__name__
-    return str(error) or type(error).__name__
+    text = (str(error) or type(error).__name__).split(" with text ")[0]
+    return text if len(text) <= 120 else text[:119] + "\u2026"
 
 
 class Database:
