@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -12,6 +13,7 @@ import urllib.error
 import urllib.request
 from datetime import UTC, datetime, timedelta
 from email.message import Message
+from pathlib import Path
 
 import feedparser
 from lxml import etree
@@ -138,6 +140,60 @@ def test_other_settings_make_serve_check_the_folder_and_refuse_it_broken(content
     )
     assert result.returncode == 1
     assert "posts/broken.md: id: is missing" in result.stderr
+
+
+def test_a_worker_killed_while_a_file_is_broken_is_replaced_by_one_serving_the_last_good_version(content_dir, tmp_path):
+    """granian respawns a crashed worker at any moment: it starts on the broken folder, serves the last good version."""
+    env, port = {"FEEDSVC_STATE_DIR": str(tmp_path / "state")}, free_port()
+    with running_service(content_dir, tmp_path, env=env, port=port, workers=1) as (base, process):
+        served = {path: _get(base + path)[::2] for path in ("/feed.xml", "/sitemap.xml", "/archive/")}
+        write_entry(content_dir, "broken.md", "title: no id")
+        _until(lambda: json.loads(_get(base + "/healthz")[2])["status"] == "degraded")
+        (worker,) = _worker_pids(process.pid)
+        os.kill(worker, signal.SIGKILL)
+        _until(lambda: _worker_pids(process.pid) not in (set(), {worker}))
+        _until(lambda: _answers(base + "/healthz"))
+        assert {path: _get(base + path)[::2] for path in served} == served  # the replacement serves all of it
+        health = json.loads(_get(base + "/healthz")[2])
+        assert health["status"] == "degraded" and any("posts/broken.md: id: is missing" in line for line in health["error"]), health
+        assert process.poll() is None and "crash loop" not in _log(tmp_path, port).lower()
+
+
+def test_a_wsgi_server_started_by_hand_on_a_broken_folder_serves_the_last_good_version(content_dir, tmp_path):
+    """`feedsvc.wsgi:app` under any server, started at any time: no hand-over from `serve` is needed to serve what was good."""
+    env, port = {"FEEDSVC_STATE_DIR": str(tmp_path / "state")}, free_port()
+    with running_service(content_dir, tmp_path, env=env, port=port) as (base, _):
+        served = {path: _get(base + path)[::2] for path in ("/feed.xml", "/sitemap.xml")}
+    write_entry(content_dir, "broken.md", "title: no id")
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("FEEDSVC_")}
+    by_hand = {**clean, **env, "FEEDSVC_CONTENT_DIR": str(content_dir.absolute()), "FEEDSVC_BASE_URL": f"http://127.0.0.1:{port}"}
+    with (tmp_path / "granian.log").open("wb") as log:
+        granian = subprocess.Popen(
+            [sys.executable, "-m", "granian", "--interface", "wsgi", "--port", str(port), "feedsvc.wsgi:app"],
+            cwd=ROOT,
+            env=by_hand,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        _until(lambda: _answers(f"http://127.0.0.1:{port}/healthz"))
+        assert {path: _get(f"http://127.0.0.1:{port}{path}")[::2] for path in served} == served
+    finally:
+        os.killpg(granian.pid, signal.SIGTERM)
+        granian.wait(20)
+
+
+def _answers(url: str) -> bool:
+    try:
+        return _get(url, timeout=5)[0] == 200
+    except OSError:
+        return False
+
+
+def _worker_pids(server_pid: int) -> set[int]:
+    children = Path(f"/proc/{server_pid}/task/{server_pid}/children")
+    return {int(pid) for pid in children.read_text().split()} if children.exists() else set()
 
 
 # --- in one process ---------------------------------------------------------------------------
