@@ -26,6 +26,7 @@ from feedgen.feed import FeedGenerator
 from feedgen.util import xml_elem
 
 from .models import Author, Content, Entry, Site, by_period, tag_labels, tag_slug
+from .urls import TAGS, feed_archive_prefix, section_prefix, tag_path, tag_prefix
 
 RSS_TYPE = "application/rss+xml; charset=utf-8"
 ATOM_TYPE = "application/atom+xml; charset=utf-8"
@@ -169,7 +170,7 @@ def feed_family(
     periods = sorted(in_period) if len(entries) > site.item_limit else []
 
     def archive(period: str) -> str:
-        return f"{prefix}/archive/{period}"
+        return feed_archive_prefix(prefix, period)
 
     family_id = feed_id(site, prefix)
     labels = labels or {}
@@ -228,11 +229,6 @@ def feed_family(
     return (subscription, *(archive_spec(index, period) for index, period in enumerate(periods)))
 
 
-def tag_path(slug: str) -> str:
-    """Return the site path of a tag's page (its feeds are beside it)."""
-    return f"/tags/{slug}/"
-
-
 def entries_by_tag(entries: tuple[Entry, ...]) -> dict[str, tuple[Entry, ...]]:
     """Return tag slug -> its entries (newest first, as ``entries`` are), slugs sorted."""
     tagged: dict[str, list[Entry]] = {}
@@ -266,7 +262,7 @@ def site_feeds(
                 f"{site.title}: {labels[slug]}",
                 f"Stories tagged {labels[slug]} from {site.title}. {site.description}",
                 tag_path(slug),
-                f"/tags/{slug}",
+                tag_prefix(slug),
                 tag_entries,
                 hub_url,
                 newest,
@@ -281,7 +277,7 @@ def site_feeds(
                 f"{site.title}: {section.title}",
                 f"{section.title} from {site.title}. {site.description}",
                 f"/#section-{section.key}",
-                f"/{section.key}",
+                section_prefix(section.key),
                 content.in_section(section.key),
                 hub_url,
                 newest,
@@ -478,7 +474,7 @@ def _feed_entry(fe: FeedEntry, site: Site, entry: Entry, labels: dict[str, str],
     fe.updated(entry.updated)
     fe.category(term=entry.section, label=site.section(entry.section).title)
     for slug in map(tag_slug, entry.tags):  # Atom: the slug is the stable term, the tag page's folder the scheme
-        fe.category(term=slug, label=labels[slug], scheme=site.url("/tags/"))
+        fe.category(term=slug, label=labels[slug], scheme=site.url(TAGS))
     body_html, _, summary = entry.texts()
     if body_html and site.feed_content == "full":
         fe.content(body_html, type="html")  # Atom <content type="html">, RSS content:encoded

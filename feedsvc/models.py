@@ -14,6 +14,8 @@ from datetime import UTC, datetime, tzinfo
 from typing import Protocol
 from urllib.parse import quote, urlsplit
 
+from .urls import entry_path, entry_slug, media_path
+
 # XML 1.0 §2.2: characters outside the Char production (C0 controls but tab/newline/CR, lone
 # surrogates, U+FFFE/U+FFFF) make a document ill-formed; the "discouraged" ones (DEL, C1 controls,
 # noncharacters) are legal but mangled by readers (feedparser maps C1 to cp1252), so they go too.
@@ -103,16 +105,6 @@ class MediaFile:
         return media_path(self.name, self.digest)
 
 
-def media_path(name: str, digest: str) -> str:
-    """Return the content-hashed site path of a content folder's image ("media/a.jpg" -> "/media/a.<digest>.jpg").
-
-    Two files can share a path only when they share their bytes, so they are the same document.
-    """
-    folder, _, base = name.removeprefix("media/").rpartition("/")
-    stem, dot, suffix = base.rpartition(".")
-    return f"/media/{folder + '/' if folder else ''}{stem}.{digest[:12]}{dot}{suffix}"
-
-
 @dataclass(frozen=True)
 class Image:
     """An entry's picture: a content folder image (``file``) or an absolute https URL, and its alternative text."""
@@ -149,14 +141,6 @@ def by_period(entries: tuple[Entry, ...], length: int = 10) -> dict[str, tuple[E
     return grouped
 
 
-_ENTRY_PAGES = "/posts/"  # where entry pages are: _ENTRY_PAGES + slug + "/"
-
-
-def entry_path(slug: str) -> str:
-    """Return the site path of the page of the entry called ``slug``."""
-    return f"{_ENTRY_PAGES}{slug}/"
-
-
 class EntryPages(Mapping[str, "Entry"]):
     """Every entry page's path -> its entry, held by slug: the paths are made when asked for (100,000 kept
     paths cost every worker ~7 MB), the slugs are the entries' own strings."""
@@ -166,20 +150,14 @@ class EntryPages(Mapping[str, "Entry"]):
     def __init__(self, entries: Iterable[Entry]):
         self._by_slug = {entry.slug: entry for entry in entries}
 
-    @staticmethod
-    def _slug(path: object) -> str | None:
-        if isinstance(path, str) and path.startswith(_ENTRY_PAGES) and path.endswith("/"):
-            return path[len(_ENTRY_PAGES) : -1]
-        return None
-
     def __getitem__(self, path: str) -> Entry:
-        entry = self._by_slug.get(self._slug(path))
+        entry = self._by_slug.get(entry_slug(path))
         if entry is None:
             raise KeyError(path)
         return entry
 
     def __contains__(self, path: object) -> bool:
-        return self._slug(path) in self._by_slug
+        return entry_slug(path) in self._by_slug
 
     def __iter__(self) -> Iterator[str]:
         return map(entry_path, self._by_slug)

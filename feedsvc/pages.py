@@ -9,6 +9,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescap
 from markupsafe import Markup
 
 from .models import Author, Content, Entry, Section, tag_slug
+from .urls import tag_path
 
 _environment = Environment(
     loader=PackageLoader("feedsvc", "templates"),
@@ -92,7 +93,7 @@ CONTENTS_FROM = 3  # headings an entry needs before its page lists them at the t
 def tag_links(context: PageContext, entry: Entry) -> list[tuple[str, str]]:
     """Return (label, absolute URL) of each of the entry's tags, with the site's label for it."""
     site = context.content.site
-    return [(context.tag_labels[slug], site.url(f"/tags/{slug}/")) for slug in map(tag_slug, entry.tags)]
+    return [(context.tag_labels[slug], site.url(tag_path(slug))) for slug in map(tag_slug, entry.tags)]
 
 
 def render_entry(context: PageContext, entry: Entry) -> bytes:

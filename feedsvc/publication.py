@@ -26,7 +26,6 @@ from .feeds import (
     render_json_feed,
     render_xml_feeds,
     site_feeds,
-    tag_path,
 )
 from .indexes import (
     OPML_TYPE,
@@ -64,6 +63,24 @@ from .representation import (
     RARELY_READ_GZIP_LEVEL,
     Representation,
     build_representation,
+)
+from .urls import (
+    HOME,
+    OPML,
+    ROBOTS,
+    SITEMAP,
+    TAGS,
+    PathTable,
+    Source,
+    archive_index_path,
+    archive_month_path,
+    asset_path,
+    feed_paths,
+    section_prefix,
+    sitemap_part_path,
+    tag_page_path,
+    tag_path,
+    tag_prefix,
 )
 
 HTML_TYPE = "text/html; charset=utf-8"
@@ -276,12 +293,10 @@ def _asset_documents() -> dict[str, tuple[str, Representation]]:
     assets = {}
     for name, media_type in _ASSETS.items():
         data = resources.files("feedsvc").joinpath(f"static/{name}").read_bytes()
-        stem, _, suffix = name.rpartition(".")
-        digest = hashlib.sha256(data).hexdigest()[:12]
         representation = build_representation(
             data, media_type, cache_control=IMMUTABLE_CACHE, extra_headers=(("X-Content-Type-Options", "nosniff"),)
         )
-        assets[name] = (f"/static/{stem}.{digest}.{suffix}", representation)
+        assets[name] = (asset_path(name, hashlib.sha256(data).hexdigest()), representation)
     return assets
 
 
@@ -328,7 +343,7 @@ def _feed_links(spec: FeedSpec, title: str) -> tuple[FeedLink, ...]:
 
 
 def _feed_paths(spec: FeedSpec) -> list[str]:
-    return [f"{spec.path_prefix}/{filename}" for filename, *_ in FEED_FORMATS]
+    return feed_paths(spec.path_prefix)
 
 
 def _html_archives(
@@ -342,7 +357,7 @@ def _html_archives(
     """
     site = content.site
     scopes = [("", "Archive", "story", content.entries, "All sections")]
-    scopes += [(f"/{s.key}", f"{s.title}: archive", "post", content.in_section(s.key), s.title) for s in site.sections]
+    scopes += [(section_prefix(s.key), f"{s.title}: archive", "post", content.in_section(s.key), s.title) for s in site.sections]
     indexes: dict[str, Representation] = {}
     months_of: dict[str, Callable[[], Representation]] = {}
 
@@ -351,18 +366,18 @@ def _html_archives(
 
     for prefix, heading, noun, entries, _ in scopes:
         by_month = by_period(entries, 7)  # newest first, so are the months
-        index_url = site.url(f"{prefix}/archive/")
+        index_url = site.url(archive_index_path(prefix))
         months = tuple(
-            ArchiveMonth(datetime.strptime(key, "%Y-%m").strftime("%B %Y"), site.url(f"{prefix}/archive/{key}/"), len(found))
+            ArchiveMonth(datetime.strptime(key, "%Y-%m").strftime("%B %Y"), site.url(archive_month_path(prefix, key)), len(found))
             for key, found in by_month.items()
         )
-        others = tuple((label, site.url(f"{other}/archive/")) for other, _, _, _, label in scopes if other != prefix)
-        indexes[f"{prefix}/archive/"] = page(render_archive_index(context, heading, noun, months, others))
+        others = tuple((label, site.url(archive_index_path(other))) for other, _, _, _, label in scopes if other != prefix)
+        indexes[archive_index_path(prefix)] = page(render_archive_index(context, heading, noun, months, others))
         for number, (key, found) in enumerate(by_month.items()):
             newer = months[number - 1] if number else None
             older = months[number + 1] if number + 1 < len(months) else None
             month_heading = f"{heading}: {months[number].label}"
-            months_of[f"{prefix}/archive/{key}/"] = functools.partial(month_page, month_heading, found, index_url, newer, older)
+            months_of[archive_month_path(prefix, key)] = functools.partial(month_page, month_heading, found, index_url, newer, older)
     return indexes, months_of
 
 
@@ -406,8 +421,8 @@ def _tag_pages(
 
     for slug, found in tagged.items():
         chunks = _pages_of(found, TAG_PAGE_SIZE)
-        paths = [tag_path(slug) + (f"page/{number}/" if number > 1 else "") for number in range(1, len(chunks) + 1)]
-        feeds = _feed_links(subscriptions[f"/tags/{slug}"], labels[slug])
+        paths = [tag_page_path(slug, number) for number in range(1, len(chunks) + 1)]
+        feeds = _feed_links(subscriptions[tag_prefix(slug)], labels[slug])
         for number, chunk in enumerate(chunks, start=1):
             pager = Pager(
                 number,
@@ -416,7 +431,7 @@ def _tag_pages(
                 site.url(paths[number]) if number < len(chunks) else None,
             )
             pages[paths[number - 1]] = functools.partial(tag_page, labels[slug], chunk, pager, feeds)
-    return {"/tags/": page(render_tags_index(context, index))}, pages
+    return {TAGS: page(render_tags_index(context, index))}, pages
 
 
 def _sitemaps(content: Content, tagged: Mapping[str, tuple[Entry, ...]]) -> dict[str, Callable[[], Representation]]:
@@ -431,12 +446,12 @@ def _sitemaps(content: Content, tagged: Mapping[str, tuple[Entry, ...]]) -> dict
     def urls(start: int = 0, stop: int | None = None) -> list[tuple[str, datetime | None]]:
         """Return the sitemap's URLs ``[start:stop]``: an entry's URL is made only for the file that lists it."""
         newest = entries[0].updated if entries else None
-        found = [(site.url("/"), newest), (site.url("/archive/"), newest)]
+        found = [(site.url(HOME), newest), (site.url(archive_index_path("")), newest)]
         for section in site.sections:
             latest = max((e.updated for e in content.in_section(section.key)), default=None)
-            found.append((site.url(f"/{section.key}/archive/"), latest))
+            found.append((site.url(archive_index_path(section_prefix(section.key))), latest))
         if tagged:
-            found.append((site.url("/tags/"), newest))
+            found.append((site.url(TAGS), newest))
         found += [(site.url(tag_path(slug)), max(e.updated for e in tag_entries)) for slug, tag_entries in tagged.items()]
         listed = entries[max(0, start - len(found)) : None if stop is None else max(0, stop - len(found))]
         return found[start:stop] + [(site.url(entry.path), entry.updated) for entry in listed]
@@ -445,19 +460,19 @@ def _sitemaps(content: Content, tagged: Mapping[str, tuple[Entry, ...]]) -> dict
         return build_representation(body, SITEMAP_TYPE, cache_control=FEED_CACHE.format(max_age=site.max_age))
 
     if count <= SITEMAP_LIMIT:
-        return {"/sitemap.xml": lambda: document(render_sitemap(urls()))}
+        return {SITEMAP: lambda: document(render_sitemap(urls()))}
     starts = range(0, count, SITEMAP_LIMIT)
 
     def index() -> Representation:
         listed = urls()
         newest = [max((m for _, m in listed[start : start + SITEMAP_LIMIT] if m is not None), default=None) for start in starts]
-        return document(render_sitemap_index([(site.url(f"/sitemaps/{n}.xml"), m) for n, m in enumerate(newest, start=1)]))
+        return document(render_sitemap_index([(site.url(sitemap_part_path(n)), m) for n, m in enumerate(newest, start=1)]))
 
     def part(start: int) -> Representation:
         return document(render_sitemap(urls(start, start + SITEMAP_LIMIT)))
 
-    parts = {f"/sitemaps/{n}.xml": functools.partial(part, start) for n, start in enumerate(starts, start=1)}
-    return {"/sitemap.xml": index, **parts}
+    parts = {sitemap_part_path(n): functools.partial(part, start) for n, start in enumerate(starts, start=1)}
+    return {SITEMAP: index, **parts}
 
 
 def _opml(content: Content, subscriptions: Mapping[str, FeedSpec]) -> bytes:
@@ -467,11 +482,46 @@ def _opml(content: Content, subscriptions: Mapping[str, FeedSpec]) -> bytes:
     def feed(spec: FeedSpec) -> tuple[str, str, str]:
         return spec.title, spec.url("feed.xml"), site.url(spec.home_path)
 
-    groups = [(site.title, [feed(subscriptions[""])]), ("Sections", [feed(subscriptions[f"/{s.key}"]) for s in site.sections])]
-    tags = [feed(spec) for prefix, spec in sorted(subscriptions.items()) if prefix.startswith("/tags/")]
+    groups = [(site.title, [feed(subscriptions[""])]), ("Sections", [feed(subscriptions[section_prefix(s.key)]) for s in site.sections])]
+    tags = [feed(spec) for prefix, spec in sorted(subscriptions.items()) if prefix.startswith(TAGS)]
     if tags:
         groups.append(("Tags", tags))
     return render_opml(site, groups, subscriptions[""].updated)
+
+
+def _check_paths(
+    content: Content,
+    specs: Iterable[FeedSpec],
+    tagged: Mapping[str, tuple[Entry, ...]],
+    labels: Mapping[str, str],
+    documents: Mapping[str, Representation],
+    archive_months: Mapping[str, object],
+    tag_pages: Mapping[str, object],
+    images: Mapping[str, MediaFile],
+    pages: EntryPages,
+) -> None:
+    """Register every path of the version with its source; raise ContentError naming both sources of any path made twice."""
+    table = PathTable()
+    site_file = Source("site.yaml", "sections", "a document of the site itself")
+    by_prefix: dict[str, Source] = {"": site_file}
+    for section in content.site.sections:
+        by_prefix[section_prefix(section.key)] = Source("site.yaml", "sections", f"a document of section {section.key!r}")
+    for slug, entries in tagged.items():
+        by_prefix[tag_prefix(slug)] = Source(entries[0].source, "tags", f"a document of tag {labels[slug]!r}")
+    for spec in specs:
+        table.add(_feed_paths(spec), by_prefix[spec.history.current if spec.history.is_archive else spec.path_prefix])
+    for path in archive_months:
+        table.add([path], by_prefix[path.rpartition("/archive/")[0]])
+    for prefix, source in by_prefix.items():
+        table.add([tag_path(prefix.removeprefix(TAGS)) if prefix.startswith(TAGS) else archive_index_path(prefix)], source)
+    for path in tag_pages:
+        table.add([path], by_prefix[tag_prefix(path.removeprefix(TAGS).partition("/")[0])])
+    table.add([path for path in documents if path not in table.sources and not pages.__contains__(path)], site_file)
+    for path, media in images.items():
+        table.add([path], Source(media.name, "file", f"the picture {media.name}"))
+    table.add_entries(pages, lambda path: Source(pages[path].source, "slug", f"the page of {pages[path].source}"))
+    if table.problems:
+        raise ContentError(table.problems)
 
 
 def build_publication(
@@ -499,9 +549,9 @@ def build_publication(
         feeds=_feed_links(site_spec, site.title),
         stylesheet_url=site.url(assets["style.css"][0]),
         icon_url=site.url(assets["favicon.svg"][0]),
-        section_feeds=tuple((section, _feed_links(subscriptions[f"/{section.key}"], section.title)) for section in site.sections),
+        section_feeds=tuple((section, _feed_links(subscriptions[section_prefix(section.key)], section.title)) for section in site.sections),
         tag_labels=labels,
-        opml_url=site.url("/feeds.opml"),
+        opml_url=site.url(OPML),
     )
     # entry pages show tags by the site's label for them: a label that changes changes them all
     page_key = (site, context.feeds, context.stylesheet_url, context.icon_url, tuple(labels.items()))
@@ -533,7 +583,7 @@ def build_publication(
             return earlier_spec is not None and spec is not None and earlier_spec.same_input(spec)
 
         rendered.update({path: found for path, found in previous.rendered.items() if same_feed(path)})
-    documents["/"] = page(render_index(context))
+    documents[HOME] = page(render_index(context))
 
     def render_page(entry: Entry) -> Representation:
         try:
@@ -566,8 +616,8 @@ def build_publication(
     documents.update(archive_indexes)
     tags_index, tag_pages = _tag_pages(context, page, subscriptions, tagged)
     documents.update(tags_index)
-    documents["/feeds.opml"] = build_representation(_opml(content, subscriptions), OPML_TYPE, cache_control=cache_control)
-    documents["/robots.txt"] = build_representation(render_robots(site), ROBOTS_TYPE, cache_control=cache_control)
+    documents[OPML] = build_representation(_opml(content, subscriptions), OPML_TYPE, cache_control=cache_control)
+    documents[ROBOTS] = build_representation(render_robots(site), ROBOTS_TYPE, cache_control=cache_control)
     documents.update(assets.values())
     images = {media.path: media for entry in content.entries for media in entry.media}
     on_request = {
@@ -581,6 +631,7 @@ def build_publication(
         render_not_found(context), HTML_TYPE, cache_control="no-store", extra_headers=HTML_SECURITY_HEADERS, status="404 Not Found"
     )
     subscription_paths = tuple(path for spec in subscriptions.values() for path in _feed_paths(spec))
+    _check_paths(content, specs, tagged, labels, documents, archive_months, tag_pages, images, pages)
     return Publication(
         content,
         _stamped(documents, stamp),

@@ -365,3 +365,33 @@ def test_rfc3339_dates_read_without_dateutil_mean_what_dateutil_reads(monkeypatc
     fast = read(feedsvc.source.fields._date_in(ZoneInfo(zone)))
     monkeypatch.setattr(feedsvc.source.fields, "_RFC3339", re.compile("(?!)"))  # everything through python-dateutil
     assert fast == read(feedsvc.source.fields._date_in(ZoneInfo(zone)))
+
+
+@pytest.mark.parametrize("key", ["posts", "tags", "archive", "media", "static", "sitemaps", "healthz"])
+def test_a_section_may_not_take_a_name_the_sites_own_documents_use(content_dir, key):
+    """A section 'posts' would put its archive at /posts/archive/, where posts/archive.md's page is: one would hide the other."""
+    site = content_dir / "site.yaml"
+    site.write_text(site.read_text() + f"  {key}: A section\n")
+    write_entry(content_dir, "archive.md", f"id: urn:example:archive\ntitle: Archive\ndate: 2025-07-09T10:00:00Z\nsection: {key}")
+    with pytest.raises(ContentError) as raised:
+        load_content(content_dir)
+    assert str(raised.value.problems[0]).startswith(f"site.yaml: sections: section '{key}' is a name the site's own")
+
+
+def test_two_documents_at_one_path_are_a_problem_naming_both_sources():
+    from feedsvc.urls import PathTable, Source
+
+    table = PathTable()
+    section = Source("site.yaml", "sections", "the archive of section 'news'")
+    table.add(["/news/archive/", "/news/feed.xml"], section)
+    table.add(["/news/feed.xml"], section)  # the same source twice: no clash
+    assert table.problems == []
+    table.add(["/news/archive/"], Source("posts/a.md", "aliases", "an old path of posts/a.md"))
+    table.add_entries({"/posts/x/"}, lambda path: Source("posts/x.md", "slug", "the page of posts/x.md"))
+    assert [str(problem) for problem in table.problems] == [
+        "posts/a.md: aliases: an old path of posts/a.md would be at /news/archive/, where the archive of section 'news' is"
+        " (site.yaml); rename one of them"
+    ]
+    table.add(["/posts/x/"], Source("site.yaml", "sections", "a document of section 'posts'"))
+    table.add_entries({"/posts/x/"}, lambda path: Source("posts/x.md", "slug", "the page of posts/x.md"))
+    assert str(table.problems[-1]).startswith("posts/x.md: slug: the page of posts/x.md would be at /posts/x/, where a document of")

@@ -20,6 +20,7 @@ from ..markdown import shorten
 from ..media import resolve
 from ..models import Author, Section, Site, is_absolute_http_url, strip_xml_illegal, tag_slug
 from ..problems import Problem, quote
+from ..urls import RESERVED
 from .scan import SITE_FILE
 
 _SLUG = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
@@ -186,6 +187,10 @@ def _sections(value: Any) -> tuple[Section, ...]:
             sections.append(Section(_slug(key), _required_text(title)))
         except _FieldError as error:
             raise _FieldError(f"section {quote(key)} {error}") from None
+        if key in RESERVED:  # /<key>/feed.xml, /<key>/archive/ would be among the site's own documents
+            raise _FieldError(
+                f"section {quote(key)} is a name the site's own pages use ({', '.join(sorted(RESERVED))}); choose another key"
+            )
     return tuple(sections)
 
 

@@ -25,8 +25,9 @@ from typing import Any, Protocol
 from ..identity import build_identity
 from ..markdown import DeferredBody, ImageFinder, RenderedMarkdown, has_no_pictures, render_markdown, shorten
 from ..media import MediaError, MediaLibrary, resolve
-from ..models import Content, Entry, Heading, Image, MediaFile, Site, entry_path, sort_newest_first
+from ..models import Content, Entry, Heading, Image, MediaFile, Site, sort_newest_first
 from ..problems import ContentError, Problem, quote
+from ..urls import entry_path
 from .fields import _SLUG, SITE_DEFAULTS, SITE_FIELDS, _convert, _decode, _entry_fields, _FieldError, _parse_yaml, split_front_matter
 from .scan import ENTRY_SUFFIX, RACY, SITE_FILE, ContentFile, FolderScan, read_limited, scan_folder
 
