@@ -32,6 +32,7 @@ from pathlib import Path
 
 from . import identity
 from .feeds import sharing_entries
+from .problems import ContentError, Problem
 from .publication import Publication
 from .state import Store
 
@@ -49,6 +50,15 @@ def _twins(name: str, representation) -> list[tuple[str, bytes]]:
     if representation.gzip is not None:  # for nginx gzip_static / CDNs that serve precompressed twins
         files.append((name + ".gz", representation.gzip.body))
     return files
+
+
+def _document(publication: Publication, path: str):
+    """Render the document at ``path``; a picture whose bytes changed since the version was loaded is a problem, not a crash."""
+    representation = publication.document(path)
+    if representation is None:
+        changed = next((media.name for entry in publication.content.entries for media in entry.media if media.path == path), path)
+        raise ContentError([Problem(changed, "file", "changed while the export was being written; run the build again")])
+    return representation
 
 
 def _write(root: Path | str, name: str, representation, folders: set[str]) -> list[str]:
@@ -167,7 +177,7 @@ def _render_chunk(bounds: tuple[int, int]) -> dict[str, tuple[str, int | None]]:
     publication.prepare(chunk)
     with sharing_entries():  # a chunk holds whole days: each entry is in its site's and its section's day archives
         for path in chunk:
-            representation = publication.document(path)
+            representation = _document(publication, path)
             files[path] = _write(root, file_for(path), representation, folders)
             etags[path] = representation.etag
     stamps: dict[str, int | None] = dict.fromkeys(etags)
@@ -305,7 +315,7 @@ def _update_in_place(
     record: dict[str, tuple[str, str, int | None]],
 ) -> int:
     """Bring the served export up to date file by file: ``changed`` documents rewritten, ``gone`` ones removed."""
-    rendered = {path: publication.document(path) for path in changed}  # all of them first: a failure writes nothing
+    rendered = {path: _document(publication, path) for path in changed}  # all of them first: a failure writes nothing
     # a document without an input key is rendered every time, but rewritten only when its bytes differ
     writes = [path for path in changed if path not in record or record[path][1] != rendered[path].etag]
     not_found = publication.not_found.identity.body

@@ -68,6 +68,7 @@ class Site:
     archive_period: str = "day"  # what one RFC 5005 archive document holds: "day" or "month"
     max_file_size: int = 1024 * 1024  # bytes a content file may have (larger ones are a problem, never read)
     feed_content: str = "full"  # "full": feeds carry each body; "summary": only summaries (readers visit the page)
+    date_order: str | None = None  # how dates of numbers only are written: "DMY", "MDY" (None: only unambiguous ones)
 
     def url(self, path: str) -> str:
         """Return the absolute URL of a site path such as ``/feed.xml`` (a tag's letters percent-encoded, RFC 3987 §3.1)."""

@@ -49,11 +49,19 @@ def test_feed_ids_are_permanent_whatever_the_base_url(content_dir, state_dir):
     assert len(set(first)) == 3 and all(feed_id.startswith("urn:uuid:") for feed_id in first)
 
 
-def test_small_content_has_no_archives(client):
-    # the subscription documents already hold every entry
-    assert "prev-archive" not in client.get("/feed.xml").get_data(as_text=True)
-    assert "next_url" not in json.loads(client.get("/feed.json").data)
-    assert client.get("/archive/2025-07-07/feed.xml").status_code == 404
+def test_every_day_with_an_entry_has_its_archive_however_few_the_feed_holds(content_dir, state_dir):
+    """An archive URL a reader was given stays while its day has an entry: deleting others never turns it into a 404."""
+    app = create_app({"CONTENT_DIR": str(content_dir), "STATE_DIR": str(state_dir), "RELOAD_INTERVAL": 0})
+    client = app.test_client()
+    assert "prev-archive" in client.get("/feed.xml").get_data(as_text=True)  # 11 entries, 20 a feed: archives still
+    archive = feedparser.parse(client.get("/archive/2025-07-07/atom.xml").data)
+    days = {entry.published[:10] for entry in archive.entries}
+    assert days == {"2025-07-07"} and archive.entries
+    for post in sorted((content_dir / "posts").glob("*.md"))[:8]:  # the feed drops to three entries
+        if "2025-07-07" not in post.read_text() or post.name.startswith("ketamine"):
+            post.unlink()
+    assert app.extensions["feedsvc"].refresh()
+    assert client.get("/archive/2025-07-07/atom.xml").status_code == 200
 
 
 def test_an_empty_feed_is_dated_by_the_sites_newest_change_not_the_epoch(content_dir, state_dir):

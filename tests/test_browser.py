@@ -120,6 +120,30 @@ def test_every_page_loads_cleanly_without_horizontal_scrolling(browser, site, wi
             context.close()
 
 
+def test_a_long_line_of_code_never_makes_an_entry_page_scroll_sideways(browser, tmp_path):
+    from tests.conftest import write_entry
+
+    content = tmp_path / "content"
+    shutil.copytree(ROOT / "content", content)
+    long_line = "curl --silent --show-error --fail --location https://news.example.com/feed.xml" + "?x=1" * 60
+    write_entry(
+        content,
+        "code.md",
+        "id: urn:example:code\ntitle: A long line of code\ndate: 2025-07-09T10:00:00Z\nsection: latest",
+        f"Run this:\n\n```sh\n{long_line}\n```\n\nOr inline: `{long_line}`.\n",
+    )
+    with running_service(content, tmp_path) as (base, _):
+        context, page, problems = visit(browser, base + "/posts/code/", 375)
+        try:
+            assert page.locator("pre code").count() == 1
+            overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+            assert overflow <= 0, f"the page scrolls sideways by {overflow}px at 375px"
+            assert page.evaluate("document.querySelector('pre').scrollWidth <= document.querySelector('pre').clientWidth")
+            assert problems.messages == []
+        finally:
+            context.close()
+
+
 def test_landing_page_shows_the_subscribe_urls_in_full(browser, site):
     context, page, problems = visit(browser, site + "/", 375)
     try:

@@ -395,3 +395,29 @@ def test_two_documents_at_one_path_are_a_problem_naming_both_sources():
     table.add(["/posts/x/"], Source("site.yaml", "sections", "a document of section 'posts'"))
     table.add_entries({"/posts/x/"}, lambda path: Source("posts/x.md", "slug", "the page of posts/x.md"))
     assert str(table.problems[-1]).startswith("posts/x.md: slug: the page of posts/x.md would be at /posts/x/, where a document of")
+
+
+@pytest.mark.parametrize(
+    ("order", "written", "expected"),
+    [
+        (None, "7/8/2025 10:00", "is ambiguous: 7 may be the day or the month"),
+        (None, "13/8/2025 10:00", "2025-08-13T10:00:00+00:00"),  # only one reading: 13 cannot be a month
+        (None, "8/8/2025 10:00", "2025-08-08T10:00:00+00:00"),
+        ("DMY", "7/8/2025 10:00", "2025-08-07T10:00:00+00:00"),
+        ("MDY", "7/8/2025 10:00", "2025-07-08T10:00:00+00:00"),
+        ("MDY", "13/8/2025 10:00", "has no month 13 (date_order: MDY in site.yaml)"),
+        ("DMY", "Jul 07, 2025 18:00", "2025-07-07T18:00:00+00:00"),  # words are never ambiguous
+    ],
+)
+def test_a_date_of_numbers_only_needs_the_sites_order_when_it_could_be_read_two_ways(content_dir, order, written, expected):
+    if order:
+        (content_dir / "site.yaml").write_text((content_dir / "site.yaml").read_text() + f"date_order: {order}\n")
+    write_entry(content_dir, "numeric.md", f'id: urn:example:numeric\ntitle: Numeric\ndate: "{written}"\nsection: latest')
+    try:
+        entry = next(entry for entry in load_content(content_dir).entries if entry.slug == "numeric")
+    except ContentError as error:
+        assert any(
+            problem.file == "posts/numeric.md" and problem.field == "date" and expected in problem.message for problem in error.problems
+        )
+    else:
+        assert entry.published.isoformat() == expected

@@ -527,3 +527,25 @@ def test_an_in_place_update_stopped_halfway_is_finished_by_the_next_build(tmp_pa
     assert not list(Path(os.path.realpath(tmp_path / "site")).rglob("*.new"))  # nothing half-written left beside the files
     _export(content_dir, tmp_path / "site", store)  # the files the stopped build had replaced are known to be unknown
     _same_as_fresh(content_dir, tmp_path, store)
+
+
+def test_a_picture_changed_while_the_export_is_written_is_a_problem_and_the_old_export_stays(tmp_path):
+    from PIL import Image
+
+    from feedsvc.problems import ContentError
+
+    folder = tmp_path / "newsroom"
+    shutil.copytree(ROOT / "examples" / "newsroom", folder)
+    publication = build_publication(load_content(folder))
+    export_publication(publication, tmp_path / "site")
+    before = sorted(path.name for path in (tmp_path / "site").rglob("*"))
+    with Image.open(folder / "media" / "market.webp") as image:
+        image.load()
+        redrawn = image.copy()
+    redrawn.paste((1, 2, 3), (0, 0, 8, 8))
+    redrawn.save(folder / "media" / "market.webp")  # an editor saves a new picture while the next build writes
+    again = build_publication(publication.content)
+    with pytest.raises(ContentError) as raised:
+        export_publication(again, tmp_path / "site")
+    assert str(raised.value.problems[0]) == "media/market.webp: file: changed while the export was being written; run the build again"
+    assert sorted(path.name for path in (tmp_path / "site").rglob("*")) == before

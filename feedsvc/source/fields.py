@@ -155,6 +155,7 @@ def _one_of(what: str, choices: Mapping[str, str]) -> Callable[[Any], str]:
 
 _feed_content = _one_of("a choice", {"full": "feeds carry each story", "summary": "readers visit the page"})
 _archive_period = _one_of("an archive period", {"day": "news sites", "month": "a few posts a month"})
+_date_order = _one_of("an order of dates", {"DMY": "7/8/2025 is 7 August", "MDY": "7/8/2025 is July 8"})
 
 
 def _positive_int(value: Any) -> int:
@@ -203,6 +204,8 @@ _NAMED_OFFSET = re.compile(r"(?i)\b(?:GMT|UTC|UT)\s*[+-]\s*\d")
 # Two far-apart defaults: a part of the date that the text leaves out shows up as a difference.
 _DEFAULTS = (datetime(2000, 1, 1), datetime(2003, 12, 28))
 _DATE_EXAMPLE = "write it like 'Jul 07, 2025 18:00' or '2025-07-07T18:00:00+01:00'"
+# a date of numbers only, day and month in some order before a year: 7/8/2025, 07.08.25, 7-8-2025 18:00
+_NUMERIC_DATE = re.compile(r"\s*(\d{1,2})[/.-](\d{1,2})[/.-](\d{2,4})\b")
 # RFC 3339 / ISO 8601 date-times, the form generators and other tools write: read by the standard
 # library in a microsecond, with the same result python-dateutil gives, which reads everything else.
 _RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,6})?)?(?:Z|[+-]\d{2}:\d{2})?")
@@ -233,11 +236,35 @@ def _localize(naive: datetime, zone: tzinfo, text: str) -> datetime:
     return early
 
 
-def _date_in(zone: tzinfo) -> Callable[[Any], datetime]:
+def _day_first(text: str, order: str | None) -> bool:
+    """Tell whether a date written with numbers only ('7/8/2025') gives the day first, by the site's ``date_order``.
+
+    Without one, a date whose first two numbers could each be the day or the month is refused:
+    7/8/2025 is 7 August to most of the world and July 8 to the United States.
+    """
+    numeric = _NUMERIC_DATE.match(text)
+    if numeric is None:
+        return False
+    first, second = int(numeric[1]), int(numeric[2])
+    if order is None:
+        if first <= 12 and second <= 12 and first != second:
+            raise _FieldError(
+                f"{quote(text)} is ambiguous: {first} may be the day or the month; write it year first ('2025-08-07') "
+                f"or say in {SITE_FILE} how numeric dates are written (date_order: DMY or MDY)"
+            )
+        return first > 12
+    month = second if order == "DMY" else first
+    if not 1 <= month <= 12:
+        raise _FieldError(f"{quote(text)} has no month {month} (date_order: {order} in {SITE_FILE}); {_DATE_EXAMPLE}")
+    return order == "DMY"
+
+
+def _date_in(zone: tzinfo, order: str | None = None) -> Callable[[Any], datetime]:
     """Parse a complete date as written ('Jul 07, 2025 18:00'); naive dates are in the site's time zone.
 
     python-dateutil completes partial dates from today ('Jul 07', '19:00', 'Monday'); parsing with
     two different defaults exposes that, so the result never depends on the day the process started.
+    A date of numbers only is read in the site's ``order`` (``_day_first``).
     """
 
     def convert(value: Any) -> datetime:
@@ -249,12 +276,13 @@ def _date_in(zone: tzinfo) -> Callable[[Any], datetime]:
                 pass
         if _NAMED_OFFSET.search(text):
             raise _FieldError(f"{quote(text)} mixes a zone name with an offset; write the offset alone, e.g. '+03:00'")
+        day_first = _day_first(text, order)
         try:
-            first = date_parser.parse(text, default=_DEFAULTS[0], tzinfos=_fixed_offset)
+            first = date_parser.parse(text, default=_DEFAULTS[0], tzinfos=_fixed_offset, dayfirst=day_first)
             # a part equal to the default may have come from it: only then is a second parse needed
             if (
                 _shares_a_part(first, _DEFAULTS[0])
-                and date_parser.parse(text, default=_DEFAULTS[1], tzinfos=_fixed_offset).date() != first.date()
+                and date_parser.parse(text, default=_DEFAULTS[1], tzinfos=_fixed_offset, dayfirst=day_first).date() != first.date()
             ):
                 raise _FieldError(f"{quote(text)} is not a complete date (year, month and day); {_DATE_EXAMPLE}")
         except _FieldError:
@@ -298,6 +326,7 @@ SITE_FIELDS: dict[str, tuple[bool, Callable[[Any], Any]]] = {
     "archive_period": (False, _archive_period),
     "max_file_size": (False, _positive_int),
     "feed_content": (False, _feed_content),
+    "date_order": (False, _date_order),
 }
 SITE_DEFAULTS: dict[str, Any] = {
     "base_url": "http://127.0.0.1:8000",
@@ -314,7 +343,7 @@ SITE_DEFAULTS: dict[str, Any] = {
 
 
 def _entry_fields(site: Site) -> dict[str, tuple[bool, Callable[[Any], Any]]]:
-    date = _date_in(site.timezone)
+    date = _date_in(site.timezone, site.date_order)
     return {
         "id": (True, _uri_id),
         "title": (True, _required_text),
