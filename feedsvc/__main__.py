@@ -135,15 +135,24 @@ _RESERVED_DESCRIPTORS = 128  # files, the store, inotify, the worker's pipes
 
 
 def raise_descriptor_limit() -> int:
-    """Raise this process's soft file-descriptor limit to its hard limit (inherited by the workers); return it."""
+    """Raise this process's soft file-descriptor limit as far as the system lets it (inherited by the workers); return it.
+
+    Linux caps it at the hard limit; macOS reports an unlimited hard limit but refuses more than
+    kern.maxfilesperproc (10,240 by default) and starts programs at 256: each smaller step is tried.
+    """
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    wanted = hard if hard != resource.RLIM_INFINITY else 1 << 20
-    if soft != resource.RLIM_INFINITY and soft < wanted:
+    if soft == resource.RLIM_INFINITY:
+        return soft
+    steps = [hard] if hard != resource.RLIM_INFINITY else []
+    steps += [step for step in (1 << 20, 65_536, 24_576, 10_240, 4_096, 1_024) if hard == resource.RLIM_INFINITY or step < hard]
+    for wanted in steps:
+        if wanted <= soft:
+            break
         try:
             resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
-            soft = wanted
-        except (ValueError, OSError):  # e.g. above the kernel's nr_open: keep what we have
-            pass
+            return wanted
+        except (ValueError, OSError):  # above the kernel's nr_open, or macOS's per-process cap: a smaller step
+            continue
     return soft
 
 

@@ -34,6 +34,7 @@ from . import identity
 from .feeds import sharing_entries
 from .problems import ContentError, Problem
 from .publication import Publication
+from .source.loader import forked
 from .state import Store
 
 NOT_FOUND_FILE = "404.html"
@@ -230,7 +231,7 @@ def _render_all(
     results: dict[str, tuple[str, int | None]] = {}
     pool = None
     try:
-        if processes < 2 or len(paths) < PARALLEL_FROM:
+        if forked(processes) < 2 or len(paths) < PARALLEL_FROM:
             parts = map(_render_chunk, chunks)
         else:  # forked: the children share the publication as it is, no pickling of renderers or entries
             pool = ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("fork"))

@@ -45,9 +45,12 @@ def static_site_config(site: Site, hub_url: str | None = None) -> str:
         "gzip_static on;  # the .gz twin the export wrote next to every compressible file",
         "gzip_vary on;",
         "charset utf-8;",
-        "charset_types text/html text/css image/svg+xml application/rss+xml application/atom+xml application/feed+json"
+        # text/html is always in the list: naming it makes nginx warn of a duplicate at every start
+        "charset_types text/css image/svg+xml application/rss+xml application/atom+xml application/feed+json"
         f" {_bare(SITEMAP_TYPE)} {_bare(OPML_TYPE)} {_bare(ROBOTS_TYPE)};",
         f"error_page 404 /{NOT_FOUND_FILE};",
+        "# one URL per document: a path with doubled slashes leads to the one it means, as the service answers",
+        f'if ($request_uri ~ "^[^?]*//") {{ return 308 {site.base_url}$uri; }}',
         "",
         "# a path that is missing now may be published in a minute: never cached",
         f"location = /{NOT_FOUND_FILE} {{",

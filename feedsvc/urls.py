@@ -20,7 +20,6 @@ ROBOTS = "/robots.txt"
 ENTRY_PAGES = "/posts/"  # where entry pages are: ENTRY_PAGES + slug + "/"
 TAGS = "/tags/"
 FEED_FILES = ("feed.xml", "atom.xml", "feed.json")  # a feed's three documents, beside each other
-HEALTH = "/healthz"  # answered by the service itself, never a document
 # First path segments the site's own documents use: a section's key becomes a segment of its own
 # documents (/<key>/feed.xml, /<key>/archive/), so it may not be one of these.
 RESERVED = frozenset({"posts", "tags", "archive", "media", "static", "sitemaps", "healthz"})

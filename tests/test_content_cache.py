@@ -576,3 +576,22 @@ def test_the_kept_load_is_taken_for_its_folder_however_it_is_named(content_dir, 
     memo, kept = kept_load(store, content_dir.absolute(), build_identity())
     assert kept and memo.scan.root == str(content_dir.absolute())
     assert all(os.path.isfile(memo.scan.path(record)) for record in memo.scan.files)
+
+
+def test_where_fork_is_unsafe_a_load_and_an_export_work_in_one_process(content_dir, tmp_path, monkeypatch):
+    """macOS: forking a process whose libraries started threads is unsafe; the work is done in this process instead."""
+    import feedsvc.export
+    from feedsvc.export import export_publication
+    from feedsvc.publication import build_publication
+
+    monkeypatch.setattr(sys, "platform", "darwin")
+    monkeypatch.setattr(feedsvc.source.loader, "PARALLEL_FROM", 5)
+    monkeypatch.setattr(feedsvc.export, "PARALLEL_FROM", 5)
+
+    def no_pool(*args, **kwargs):
+        raise AssertionError("no process pool where fork is unsafe")
+
+    monkeypatch.setattr(feedsvc.source.loader, "ProcessPoolExecutor", no_pool)
+    monkeypatch.setattr(feedsvc.export, "ProcessPoolExecutor", no_pool)
+    content = load_content(content_dir, processes=4)
+    assert export_publication(build_publication(content), tmp_path / "site", processes=4) > len(content.entries)

@@ -8,6 +8,8 @@ import os
 import shutil
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 from pathlib import Path
 from urllib.parse import quote
 
@@ -151,11 +153,15 @@ def test_nginx_serves_the_export_like_the_live_service(tmp_path, content_dir, ex
             )
         (tmp_path / "static.conf").write_text(result.stdout)
         with running_nginx(tmp_path, "access_log off;", f"root {export};\ninclude {tmp_path}/static.conf;", "/feed.xml") as static:
+            assert "[warn]" not in (tmp_path / "error.log").read_text()  # nginx took the generated config without a word
             paths = sorted(quote(path) for path in build_publication(load_content(content_dir, {"base_url": live})).paths())
             if example == "newsroom":
                 assert "/tags/caf%C3%A9-culture/feed.xml" in paths and any(p.startswith("/media/") for p in paths)
             else:
                 assert "/featured/archive/2025-07-07/feed.xml" in paths
+            # a path with doubled slashes is no second URL of a document: both answer 308 to the one it means
+            for path, meant in (("//feed.xml", "/feed.xml"), ("//posts//post-00001/", "/posts/post-00001/"), ("//x", "/x")):
+                assert _redirect(live + path) == _redirect(static + path) == (308, f"{live}{meant}"), path
             for path in [*paths, "/no-such-page", "/posts/post-00001", "/posts/"]:
                 for headers in ({}, {"Accept-Encoding": "gzip"}):
                     live_status, live_headers, live_body = fetch(live + path, headers)
@@ -170,6 +176,20 @@ def test_nginx_serves_the_export_like_the_live_service(tmp_path, content_dir, ex
                     assert static_headers["Link"] == live_headers["Link"], path
                     if live_headers["Link"]:
                         assert live_headers["Link"] == f'<{hub}>; rel="hub", <{live}{path}>; rel="self"'
+
+
+def _redirect(url: str) -> tuple[int, str | None]:
+    """The status and Location of a GET, without following a redirect (urllib follows 308s)."""
+
+    class Refuse(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, *args, **kwargs):
+            return None
+
+    try:
+        with urllib.request.build_opener(Refuse).open(url) as response:
+            return response.status, response.headers["Location"]
+    except urllib.error.HTTPError as error:
+        return error.code, error.headers["Location"]
 
 
 def _inodes(root: Path) -> dict[str, int]:

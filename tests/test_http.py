@@ -235,3 +235,18 @@ def test_a_query_string_gets_the_same_document(client, path):
         response = client.get(path + query)
         assert response.status_code == 200
         assert response.data == plain.data and response.headers["ETag"] == plain.headers["ETag"]
+
+
+@pytest.mark.parametrize(
+    ("asked", "meant"),
+    [
+        ("//feed.xml", "/feed.xml"),
+        ("//posts//new-faces-proteas-announce-test-debutants/", "/posts/new-faces-proteas-announce-test-debutants/"),
+        ("//", "/"),
+    ],
+)
+def test_a_path_with_doubled_slashes_is_not_a_second_url_of_a_document(client, asked, meant):
+    """One URL per document (RFC 3986 §6): a crawler or cache would otherwise keep two copies under two URLs."""
+    response = client.get("/", environ_overrides={"PATH_INFO": asked})
+    assert response.status_code == 308
+    assert response.headers["Location"] == f"http://127.0.0.1:8000{meant}"

@@ -118,3 +118,12 @@ def test_the_proxy_honours_q_zero_like_the_service(cached_service, accept_encodi
     proxy, _ = cached_service
     _, headers, _body = get(proxy + "/feed.xml", {"Accept-Encoding": accept_encoding})
     assert (headers["Content-Encoding"] == "gzip") is gzipped
+
+
+def test_a_made_up_host_header_gets_the_cached_copy_not_a_copy_of_its_own(cached_service):
+    """feedsvc never uses the Host header: keyed on it, every made-up Host would make (and cache) one more copy."""
+    proxy, log = cached_service
+    assert get(proxy + "/feed.xml")[1]["X-Cache-Status"] == "MISS"
+    for host in ("example.org", "attacker.test", "a" * 60 + ".invalid"):
+        assert get(proxy + "/feed.xml", {"Host": host})[1]["X-Cache-Status"] == "HIT", host
+    assert [line[3] for line in log_lines(log, 4)] == ["200", "-", "-", "-"]

@@ -236,3 +236,19 @@ def test_a_replaced_content_folder_is_watched_again_at_once(content_dir, tmp_pat
         started = time.monotonic()
         assert _edit_is_served(base, content_dir, "Edited after the folder was replaced")
         assert time.monotonic() - started < 3  # not the 30 s safety net
+
+
+def test_where_the_hard_limit_is_unlimited_but_the_system_caps_it_the_largest_allowed_step_is_taken(monkeypatch):
+    """macOS: getrlimit says unlimited, setrlimit refuses more than kern.maxfilesperproc (10,240), programs start at 256."""
+    from feedsvc import __main__ as cli
+
+    limits = {"soft": 256}
+
+    def set_limit(kind, values):
+        if values[0] > 10_240:
+            raise ValueError("not allowed")
+        limits["soft"] = values[0]
+
+    monkeypatch.setattr(cli.resource, "getrlimit", lambda kind: (limits["soft"], cli.resource.RLIM_INFINITY))
+    monkeypatch.setattr(cli.resource, "setrlimit", set_limit)
+    assert cli.raise_descriptor_limit() == 10_240 == limits["soft"]

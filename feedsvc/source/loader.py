@@ -182,6 +182,16 @@ class ParseCache(Protocol):
 PARALLEL_FROM = 1000  # files to parse before the work is shared among processes
 
 
+def forked(processes: int) -> int:
+    """How many forked processes may share work: ``processes`` on Linux, 1 elsewhere.
+
+    The work is shared by forking (the children inherit the site, the images, the publication, with
+    nothing pickled). On macOS fork is unsafe in a process whose libraries started threads (CPython
+    no longer uses it there by default), and spawning would pickle everything: one process it is.
+    """
+    return processes if sys.platform.startswith("linux") else 1
+
+
 def _parse_files(
     site: Site, library: MediaLibrary, items: list[tuple[str, bytes, str]], defer_bodies: bool = False
 ) -> list[tuple[Entry | None, list[Problem]]]:
@@ -234,7 +244,7 @@ def _parse_all(
     chunk = max(200, len(items) // (max(1, processes) * 20))
     chunks = [items[start : start + chunk] for start in range(0, len(items), chunk)]
     results: list[tuple[Entry | None, list[Problem]]] = []
-    if processes < 2 or len(items) < PARALLEL_FROM:
+    if forked(processes) < 2 or len(items) < PARALLEL_FROM:
         parts = (_parse_files(site, library, part, defer_bodies) for part in chunks)
         pool = None
     else:  # the executor pickles a chunk only when a process is ready for it: the bytes are not all copied at once

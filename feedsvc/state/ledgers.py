@@ -131,11 +131,6 @@ class Announcements:
         query = "UPDATE announced SET pending = '', pinger = '' WHERE namespace = ? AND topic = ? AND pinger = ?"
         self.db.write(lambda db: db.execute(query, (self.namespace, topic, pinger)), None)
 
-    def told_etags(self) -> dict[str, str]:
-        """Return topic -> the entity tag the hub was last told."""
-        query = "SELECT topic, told FROM announced WHERE namespace = ? AND told != ''"
-        return self.db.read(lambda db: dict(db.execute(query, (self.namespace,))), {})
-
 
 Record = Mapping[str, tuple[str, str, int | None]]  # path -> (input key or "", ETag, mtime)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING
 
 from flask import Blueprint, Response, current_app, json, redirect, request
@@ -58,6 +59,10 @@ def document(path: str) -> Response:
     OPTIONS (RFC 9110 §9.3.7) answers 204 with ``Allow`` for a document that exists, 404 otherwise.
     """
     publication = get_publisher().current
+    asked = request.environ.get("PATH_INFO", "")  # as asked for (routing merges the leading slashes of "//feed.xml")
+    if "//" in asked:  # one URL per document: a path with doubled slashes leads to the one it means (RFC 3986 §6)
+        meant = re.sub("//+", "/", asked.encode("latin-1").decode("utf-8", "replace"))  # PEP 3333: WSGI strings carry bytes
+        return redirect(publication.content.site.url(meant), code=308)
     site_path = "/" + path
     representation = publication.document(site_path)
     if request.method == "OPTIONS":
