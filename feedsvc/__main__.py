@@ -320,6 +320,12 @@ def build(args: argparse.Namespace) -> int:
         return 1
     content = publication.content
     print(f"{args.out}: {count} documents from {len(content.entries)} entries (version {content.version})")
+    if content.site.base_url == SITE_DEFAULTS["base_url"]:
+        _say(
+            f"build: every link points at {content.site.base_url}, a preview on this machine: set base_url in site.yaml "
+            "(or FEEDSVC_BASE_URL) to the address readers use",
+            sys.stderr,
+        )
     hub_url = config.get("HUB_URL")
     if hub_url:  # the export is in place: now the hub may fetch it
         notifier = HubNotifier(hub_url, store)

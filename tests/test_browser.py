@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from importlib import resources
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,8 @@ from tests.servers import running_service
 
 pytestmark = pytest.mark.integration
 CHROMIUM = os.environ.get("FEEDSVC_CHROMIUM", "/usr/bin/chromium")
-AXE = ROOT / "tests" / "browser" / "node_modules" / "axe-core" / "axe.min.js"
+# axe-core's own build, as the PyPI package axe-playwright-python carries it (requirements-dev.txt): no npm step
+AXE = Path(str(resources.files("axe_playwright_python").joinpath("axe.min.js")))
 ARTIFACTS = ROOT / "artifacts" / "screenshots"
 # without these, Chromium tries to reach Google's hosts, which this network refuses
 CHROMIUM_ARGS = [
@@ -178,7 +180,7 @@ def test_axe_finds_no_serious_or_critical_violations(browser, site, color_scheme
 
 def serious_violations(browser, url: str, width: int, color_scheme: str, status: int = 200) -> list[dict]:
     """Run axe-core on one page; return its serious and critical violations."""
-    require(AXE.exists(), f"{AXE} is missing (npm ci --prefix tests/browser)")
+    require(AXE.exists(), f"{AXE} is missing (pip install -r requirements-dev.txt)")
     # axe is injected as a script, which the pages' own CSP rightly forbids: bypass it for the audit
     context, page, _ = visit(browser, url, width, color_scheme=color_scheme, expected_status=status, bypass_csp=True)
     try:

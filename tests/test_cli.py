@@ -30,7 +30,7 @@ def _run(*args, env=None, timeout=60):
 def test_check_accepts_the_bundled_content():
     result = _run("check")
     assert result.returncode == 0
-    assert "11 entries, 38 documents, no problems" in result.stdout  # 26 + 8 HTML archive pages
+    assert "11 entries, 50 documents, no problems" in result.stdout  # 26 + 8 HTML archive pages
 
 
 def test_check_lists_every_problem_as_file_field_message(content_dir):
@@ -196,3 +196,25 @@ def test_a_restart_with_a_kept_version_starts_at_once_and_an_upgrade_is_checked_
     )
     assert result.returncode == 1, result.stdout
     assert "posts/broken.md: id: is missing" in result.stderr
+
+
+def test_build_says_when_every_link_points_at_a_local_preview(content_dir, tmp_path):
+    result = _run("build", str(tmp_path / "site"), "--content", str(content_dir), env={"FEEDSVC_STATE_DIR": str(tmp_path / "state")})
+    assert result.returncode == 0 and "every link points at http://127.0.0.1:8000, a preview on this machine" in result.stderr
+    configured = _run(
+        "build",
+        str(tmp_path / "site"),
+        "--content",
+        str(content_dir),
+        env={"FEEDSVC_STATE_DIR": str(tmp_path / "state"), "FEEDSVC_BASE_URL": "https://news.example.com"},
+    )
+    assert configured.returncode == 0 and "preview" not in configured.stderr
+
+
+def test_serve_refuses_a_port_another_server_holds(content_dir, tmp_path):
+    """granian binds with SO_REUSEPORT: a second serve on the same port would share it, and requests would go to either site."""
+    port = free_port()
+    with running_service(content_dir, tmp_path, port=port, env={"FEEDSVC_STATE_DIR": str(tmp_path / "state")}):
+        result = _run("serve", "--port", str(port), "--content", str(content_dir), env={"FEEDSVC_STATE_DIR": str(tmp_path / "other")})
+    assert result.returncode == 1
+    assert f"environment: 127.0.0.1:{port} is in use by another server; stop it or choose another --port" in result.stderr

@@ -421,3 +421,15 @@ def test_a_date_of_numbers_only_needs_the_sites_order_when_it_could_be_read_two_
         )
     else:
         assert entry.published.isoformat() == expected
+
+
+def test_a_yaml_error_names_the_files_own_line_and_what_was_being_read(content_dir):
+    """An editor counts lines in the file: front matter starts on line 2; an unclosed quote says where the quote opened."""
+    path = write_entry(content_dir, "quote.md", 'id: urn:example:q\ntitle: "Unclosed quote\ndate: 2025-07-09T10:00:00Z\nsection: latest')
+    assert path.read_text().splitlines()[2].startswith('title: "')  # the file's line 3
+    with pytest.raises(ContentError) as raised:
+        load_content(content_dir)
+    assert [str(problem) for problem in raised.value.problems] == [
+        "posts/quote.md: front matter: invalid YAML at line 6, column 1: found unexpected end of stream"
+        " (while scanning a quoted scalar that starts at line 3, column 8)"
+    ]

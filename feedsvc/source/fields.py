@@ -421,7 +421,8 @@ def _expanded_size(root: yaml.Node, budget: int) -> int:
     return sizes[id(root)]
 
 
-def _parse_yaml(text: str, name: str, field: str, problems: list[Problem]) -> dict | None:
+def _parse_yaml(text: str, name: str, field: str, problems: list[Problem], first_line: int = 1) -> dict | None:
+    """Read a YAML mapping; ``first_line``: the file's line the text starts at (front matter: 2, after its '---')."""
     loader = _Loader(text)
     try:
         node = loader.get_single_node()
@@ -436,10 +437,15 @@ def _parse_yaml(text: str, name: str, field: str, problems: list[Problem]) -> di
             return None
         data = None if node is None else loader.construct_document(node)
     except yaml.YAMLError as error:
-        where = getattr(error, "problem_mark", None)
-        line = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
-        reason = getattr(error, "problem", None) or str(error)
-        problems.append(Problem(name, field, f"invalid YAML{line}: {reason}"))
+
+        def at(mark) -> str:  # PyYAML counts lines from 0, in the text it was given
+            return f"line {mark.line + first_line}, column {mark.column + 1}"
+
+        where, context, context_mark = (getattr(error, name, None) for name in ("problem_mark", "context", "context_mark"))
+        message = f"invalid YAML{f' at {at(where)}' if where else ''}: {getattr(error, 'problem', None) or str(error)}"
+        if context:  # what PyYAML was reading when it failed: an unclosed quote is "found unexpected end of stream" alone
+            message += f" ({context}{f' that starts at {at(context_mark)}' if context_mark else ''})"
+        problems.append(Problem(name, field, message))
         return None
     except (ValueError, RecursionError, MemoryError) as error:  # e.g. a 5,000-digit number, nesting 10,000 deep
         problems.append(Problem(name, field, f"cannot be read: {type(error).__name__}: {shorten(str(error), 120)}"))

@@ -88,7 +88,7 @@ def _parse_entry(
     if parts is None:
         problems.append(Problem(name, "front matter", "missing; start the file with a '---' line, the fields, and another '---' line"))
         return None
-    data = _parse_yaml(parts[0], name, "front matter", problems)
+    data = _parse_yaml(parts[0], name, "front matter", problems, first_line=2)
     if data is None:
         return None
     before = len(problems)
