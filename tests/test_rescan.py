@@ -317,3 +317,17 @@ def test_a_worker_started_at_any_moment_looks_at_every_file_itself(content_dir, 
         assert len(full_scans) == 1  # the start's own look; the watcher carries on from its events
     finally:
         publisher.stop()
+
+
+def test_a_file_changed_again_within_its_stats_granularity_is_read_again(content_dir, state_dir):
+    """git's racily-clean rule: a file whose mtime is as recent as the look may change without its stat changing."""
+    publisher = Publisher(content_dir, store=Store(state_dir))
+    path = content_dir / "posts" / "new-faces-proteas-announce-test-debutants.md"
+    path.write_text(path.read_text())  # saved unchanged just now: its record is RACY
+    assert not publisher.refresh()
+    assert publisher._scan.racy == ("posts/new-faces-proteas-announce-test-debutants.md",)
+    info = path.stat()
+    path.write_text(path.read_text().replace("New Faces", "Old Faces"))  # the same size, and
+    os.utime(path, ns=(info.st_atime_ns, info.st_mtime_ns))  # the same mtime, as a 1-second file system would show it
+    assert publisher.refresh()
+    assert b"Old Faces" in publisher.current.documents["/feed.xml"].body

@@ -162,6 +162,7 @@ class Publisher:
         self._watcher: threading.Thread | None = None
         self._watch_beat = time.monotonic()  # the watcher's last finished look at the folder
         self._unstamped = False  # the version served was built while the state could not give Last-Modified times
+        self._generation = ""  # the state database's generation the version served was recorded in
         self.bodies_to_render = 0  # deferred bodies left in the state, as the renderer last counted them
         # inotify from the first look on: the start's build is checked against its events instead of a
         # second scan of every file, and the watcher (``watch_every``) carries on from them
@@ -201,7 +202,7 @@ class Publisher:
             return
         name = store.side_file("hot-set")
         note = {"identity": self.identity, "version": publication.version, "loaded": self._loaded.version}
-        if store.snapshots.note(name) != note:
+        if store.snapshots.note(name) != note or not (store.directory / name).exists():
             store.snapshots.write(name, dump_pickle(hot_set(publication, self._loaded.version)), note)
 
     # --- building ---------------------------------------------------------------------------------
@@ -246,6 +247,7 @@ class Publisher:
         # the version the other workers serve, current in the state already: its times (none, if the state moved on)
         self.current = self._restamped(replace(publication, stamp=self._stamper(content.version)))
         self._unstamped = self.store.problem is not None
+        self._generation = self.store.db.generation
         self._loaded, self._loaded_files = loaded, self._parsed.files
         self._kept = (kept.version, self._parsed.files)
         self._fingerprint = None  # whatever the folder holds is looked at again on the next change
@@ -328,8 +330,10 @@ class Publisher:
         also = self._recorder(loaded)
         publication = build_publication(content, self.hub_url, self.current, self._stamper(content.version, seen, quiet, also))
         self._unstamped = self.store is not None and self.store.problem is not None
-        if also is not None and not self._unstamped:
-            self._kept = (loaded.version, self._parsed.files)
+        if self.store is not None and not self._unstamped:
+            self._generation = self.store.db.generation
+            if also is not None:
+                self._kept = (loaded.version, self._parsed.files)
         return replace(publication, stamp=self._stamper(content.version))
 
     def _look(self, events: FolderWatch | None) -> FolderScan:
@@ -350,6 +354,7 @@ class Publisher:
         raises: whatever goes wrong becomes the recorded problem that /healthz reports.
         """
         with self._lock:
+            self._restamp()  # the state failed or was made anew since this version was recorded: record it again
             for _ in range(_STALE_RETRIES):
                 seen = None
                 try:
@@ -390,38 +395,40 @@ class Publisher:
             return False
 
     def restamp(self) -> bool:
-        """Give the version served the Last-Modified times the state could not give when it was built; tell whether it could now."""
+        """Record the version served in the state again if the state could not take it (a full or read-only disk) or lost it
+        (its database deleted, damaged, made anew): its Last-Modified times, its kept version, its hot set. Tell whether it did."""
         with self._lock:
-            current = self.current
-            loaded = self._loaded
-            if not self._unstamped or current is None or loaded is None or self.store is None:
-                return False
-            seen = self._fingerprint
-            directory = self.directory
-            also = self.store.kept.recorder(
-                loaded.version,
-                self.identity,
-                loaded.site,
-                self._parsed.site_digest,
-                lambda: (_kept_file(name, value) for name, value in self._loaded_files.items()),
-            )
-            stamps = self.store.stamps
-            still_current = (lambda: _signature(directory) == seen) if seen is not None else (lambda: False)
+            return self._restamp()
 
-            def stamp(etags: Mapping[str, str]) -> Mapping[str, datetime | None]:
-                return stamps.last_modified(etags, current.version, still_current, also)
+    def _state_lost(self) -> bool:
+        """Tell whether the state's database is not the one this version was recorded in (made anew since)."""
+        return self.store is not None and self.store.db.generation not in ("", self._generation)
 
-            try:
-                stamped = self._restamped(replace(current, stamp=stamp))
-            except StaleBuildError:
-                return False  # the folder changed: the reload that follows stamps what it builds
-            if self.store.problem is not None:
-                return False
-            self._unstamped = False
-            self._kept = (loaded.version, self._loaded_files)
-            self.current = replace(stamped, stamp=self._stamper(current.version))
-            log.info("state: the documents of version %s have their Last-Modified times again", current.version)
-            return True
+    def _restamp(self) -> bool:
+        current, loaded, store = self.current, self._loaded, self.store
+        if current is None or loaded is None or store is None or not (self._unstamped or self._state_lost()):
+            return False
+        files = self._loaded_files
+        also = store.kept.recorder(
+            loaded.version, self.identity, loaded.site, self._parsed.site_digest, lambda: (_kept_file(n, v) for n, v in files.items())
+        )
+
+        def stamp(etags: Mapping[str, str]) -> Mapping[str, datetime | None]:
+            # current again only if no other version is: another worker that moved on keeps its own
+            return store.stamps.last_modified(etags, current.version, also=also, claim=True)
+
+        try:
+            stamps = stamp({path: document.etag for path, document in current.documents.items()})
+        except StaleBuildError:
+            return False  # another worker serves a newer version: the reload that follows stamps what it builds
+        if store.problem is not None:
+            return False
+        documents = {path: document.stamped(stamps.get(path)) for path, document in current.documents.items()}
+        self.current = replace(current, documents=documents, stamp=self._stamper(current.version))
+        self._unstamped, self._generation, self._kept = False, store.db.generation, (loaded.version, files)
+        self._keep_hot_set(self.current)
+        log.info("state: version %s is recorded in the state again (Last-Modified times, kept version, hot set)", current.version)
+        return True
 
     def _failed(self, seen: tuple | None, error: ContentError) -> None:
         if self.error is None or error.problems != self.error.problems:
@@ -533,8 +540,7 @@ class Publisher:
                         folders = seen_folders
                     if now - beat > HEARTBEAT_SECONDS:
                         beat = now
-                        if self._unstamped:
-                            self.restamp()
+                        self.restamp()
                         self._served(self.current)
                     self._watch_beat = time.monotonic()
 

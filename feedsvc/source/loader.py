@@ -315,9 +315,12 @@ def _place_of(entries: tuple[Entry, ...], entry: Entry) -> int:
 
 
 def _unseen(file: ContentFile, remembered: Mapping[str, tuple[ContentFile, str, Entry]], size_limit: int) -> bool:
-    """Tell whether the last load (``remembered``) did not see ``file`` as it is now, or it is too large to take as it was."""
+    """Tell whether the last load (``remembered``) did not see ``file`` as it is now, or it is too large to take as it was.
+
+    A RACY record proves nothing (the file may have changed within its stat's granularity since): it is read again.
+    """
     prior = remembered.get(file.name)
-    return prior is None or (prior[0] is not file and prior[0] != file) or file.size > size_limit
+    return prior is None or (prior[0] is not file and (prior[0] != file or file.change == RACY)) or file.size > size_limit
 
 
 def _sorted_out(

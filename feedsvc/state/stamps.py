@@ -49,7 +49,12 @@ class Stamps:
         self.sleep: Callable[[float], None] = getattr(clock, "sleep", time.sleep)
 
     def last_modified(
-        self, etags: Mapping[str, str], version: str, still_current: Callable[[], bool] | None = None, also: Also | None = None
+        self,
+        etags: Mapping[str, str],
+        version: str,
+        still_current: Callable[[], bool] | None = None,
+        also: Also | None = None,
+        claim: bool = False,
     ) -> dict[str, datetime | None]:
         """Return when each document's bytes last changed (None: no Last-Modified), recording new bytes as changed now.
 
@@ -58,27 +63,30 @@ class Stamps:
         version's build passes ``still_current`` (is the folder still what was read?), checked
         inside the transaction, and becomes the current version; documents rendered later (old
         pages, archives) are stamped only while their version is still the current one. Either
-        failing raises StaleBuildError. ``also`` runs in the same transaction once the version is
-        current. A database that cannot be written gives no times (an empty dict), never an error.
+        failing raises StaleBuildError. ``claim``: the version becomes current if no version is (the
+        database was made anew while it was served). ``also`` runs in the same transaction once the
+        version is current. A database that cannot be written gives no times (an empty dict), never
+        an error.
         """
         for _ in range(3):
             try:
-                result = self.db.write(lambda db: self._stamp(db, etags, version, still_current, also), {})
+                result = self.db.write(lambda db: self._stamp(db, etags, version, still_current, also, claim), {})
             except _TooSoon as wait:  # a document changed again within its second: stamped once the clock is past it
                 self.sleep(wait.seconds)
                 continue
             return {path: None if moment is None else _moment(moment) for path, moment in result.items()}
         return {}
 
-    def _stamp(self, db, etags, version, still_current, also) -> dict[str, int | None]:
+    def _stamp(self, db, etags, version, still_current, also, claim) -> dict[str, int | None]:
         key = (self.namespace, self.role)
-        if still_current is not None:
-            if not still_current():
+        current = db.execute("SELECT version FROM current_versions WHERE namespace = ? AND role = ?", key).fetchone()
+        if still_current is not None or (claim and current is None):
+            if still_current is not None and not still_current():
                 raise StaleBuildError
             db.execute("INSERT OR REPLACE INTO current_versions VALUES (?, ?, ?)", (*key, version))
             if also is not None:
                 also(db)
-        elif db.execute("SELECT version FROM current_versions WHERE namespace = ? AND role = ?", key).fetchone() != (version,):
+        elif current != (version,):
             raise StaleBuildError
         if len(etags) < _FEW:
             query = "SELECT path, etag, changed FROM documents WHERE namespace = ? AND path = ?"
