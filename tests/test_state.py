@@ -350,13 +350,12 @@ def _small_disk(path: Path, size: str = "4m"):
 
 def _fill(disk: Path) -> Path:
     filler = disk / "filler"
-    with open(filler, "wb") as out:
-        try:
-            while True:
-                out.write(b"\0" * 65536)
-                out.flush()
-        except OSError:
-            pass
+    try:
+        with open(filler, "wb", buffering=0) as out:
+            while out.write(b"\0" * 65536):
+                pass
+    except OSError:  # full: as it should be
+        pass
     return filler
 
 

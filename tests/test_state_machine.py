@@ -90,6 +90,9 @@ class StateFolderMachine(RuleBasedStateMachine):
         self.good = self.work / "good"  # the folder as it last was good: what the node serves while it is broken
         shutil.copytree(self.folder, self.good)
         self.read_only = False
+        # the database went while the folder was broken: the last good version's bodies of files edited since are gone
+        # with it (neither in the state nor in their files): those documents may answer 503, never wrong bytes, never a 500
+        self.bodies_at_risk = False
         self.references: dict[str, object] = {}
         self.previews: list = []
         self.node = self._start()
@@ -121,15 +124,19 @@ class StateFolderMachine(RuleBasedStateMachine):
         try:
             return create_app(self._config(self.state))
         except ContentError:
-            # only while the folder is broken and the state keeps no version of this code (an empty state refuses too)
-            assert self.broken and not self._kept_in_state(), "a node refused to start on a broken folder with a good version kept"
+            # only while the folder is broken and the state keeps no whole version of this code (an empty state refuses too)
+            kept = self._kept_in_state() and not self.bodies_at_risk
+            assert self.broken and not kept, "a node refused to start on a broken folder with a good version kept"
             return None
 
     def _kept_in_state(self) -> bool:
-        """Whether the state keeps a version this code made (as far as its database can be read: a damaged one keeps none)."""
+        """Whether the state keeps a version this code made, with every parse it is built from (as far as its database can
+        be read: a damaged one keeps none)."""
         try:
             with sqlite3.connect(f"file:{next(self.state.glob('*.sqlite3'))}?mode=ro", uri=True) as db:
-                return db.execute("SELECT 1 FROM kept_versions WHERE identity = ?", (self.identity,)).fetchone() is not None
+                kept = db.execute("SELECT namespace FROM kept_versions WHERE identity = ?", (self.identity,)).fetchall()
+                missing = "SELECT count(*) FROM kept_files WHERE namespace = ? AND key NOT IN (SELECT key FROM parsed_entries)"
+                return any(db.execute(missing, namespace).fetchone() == (0,) for namespace in kept)
         except (StopIteration, sqlite3.Error):
             return False
 
@@ -239,6 +246,7 @@ class StateFolderMachine(RuleBasedStateMachine):
     def delete_the_database(self):
         for path in self.state.glob("*.sqlite3"):
             path.unlink()
+        self.bodies_at_risk = self.bodies_at_risk or self.broken
 
     @precondition(lambda self: not self.read_only)  # an operator cannot delete on a read-only disk either
     @rule()
@@ -255,17 +263,17 @@ class StateFolderMachine(RuleBasedStateMachine):
                 if (page * 7919 + seed) % 3 == 0:
                     data[page * 4096 + 64 : page * 4096 + 320] = hashlib.sha256(str((seed, page)).encode()).digest() * 8
             path.write_bytes(bytes(data))
+        self.bodies_at_risk = self.bodies_at_risk or self.broken
 
     @precondition(lambda self: self.mounted)
     @rule()
     def fill_the_disk(self):
-        with open(self.work / "disk" / "filler", "ab") as out:
-            try:
-                while True:
-                    out.write(b"\0" * 65536)
-                    out.flush()
-            except OSError:
-                pass
+        try:
+            with open(self.work / "disk" / "filler", "ab", buffering=0) as out:
+                while out.write(b"\0" * 65536):
+                    pass
+        except OSError:  # full: as it should be
+            pass
 
     @precondition(lambda self: self.mounted)
     @rule()
@@ -308,6 +316,7 @@ class StateFolderMachine(RuleBasedStateMachine):
         if not self.broken:
             shutil.rmtree(self.good)
             shutil.copytree(self.folder, self.good)
+            self.bodies_at_risk = False
         if self.node is None:
             self.node = self._start()
             if self.node is None:
@@ -320,6 +329,9 @@ class StateFolderMachine(RuleBasedStateMachine):
         for path in paths:
             for coding in ("identity", "gzip"):
                 got = served.get(path, headers={"Accept-Encoding": coding})
+                if got.status_code == 503 and self.bodies_at_risk:
+                    assert got.headers["Retry-After"], path
+                    continue
                 assert got.status_code < 500, (path, got.status_code, got.data[:300])
                 want = expected.get(path, headers={"Accept-Encoding": coding})
                 assert (got.status_code, got.headers.get("ETag"), got.data) == (want.status_code, want.headers.get("ETag"), want.data), (

@@ -22,7 +22,7 @@ from typing import Any
 from ..identity import build_identity
 from ..markdown import shorten
 from ..models import Content, release
-from ..problems import ContentError, Problem, StaleBuildError
+from ..problems import BodyUnavailableError, ContentError, Problem, StaleBuildError
 from ..publication import Publication, build_publication, hot_set, subscription_topics
 from ..source.loader import KeptVersionError, LoadMemo, load_content, load_kept
 from ..source.memo import dump_memo, load_memo
@@ -241,7 +241,7 @@ class Publisher:
             loaded = load_kept(self.directory, kept, self._parsed, self.store.parses)
             content = release(loaded, self._now())
             publication = build_publication(content, self.hub_url)
-        except (KeptVersionError, ContentError) as failure:
+        except (KeptVersionError, ContentError, BodyUnavailableError) as failure:  # its parses or bodies are gone with a database
             log.warning("state: the last good version could not be built again (%s)", failure)
             return False
         # the version the other workers serve, current in the state already: its times (none, if the state moved on)
@@ -408,6 +408,8 @@ class Publisher:
         current, loaded, store = self.current, self._loaded, self.store
         if current is None or loaded is None or store is None or not (self._unstamped or self._state_lost()):
             return False
+        if self._state_lost() and not self._keep_parses_again(loaded):
+            return False
         files = self._loaded_files
         also = store.kept.recorder(
             loaded.version, self.identity, loaded.site, self._parsed.site_digest, lambda: (_kept_file(n, v) for n, v in files.items())
@@ -429,6 +431,28 @@ class Publisher:
         self._keep_hot_set(self.current)
         log.info("state: version %s is recorded in the state again (Last-Modified times, kept version, hot set)", current.version)
         return True
+
+    def _keep_parses_again(self, loaded: Content) -> bool:
+        """The database the version served was kept in is gone: keep its parses and bodies again, so that a worker starting
+        on a broken folder later still finds the last good version whole.
+
+        While the folder holds that version, it is loaded again into the new database (bodies without pictures kept as
+        their source, as a first start keeps them: 100,000 entries, ~30 s in this thread while serving goes on). While
+        it is broken, the parses are kept as they are and the bodies are rendered again from their files when asked for
+        (those of files edited since are lost with the database).
+        """
+        store = self.store
+        if self.error is None:
+            memo = LoadMemo()
+            try:
+                reloaded = load_content(self.directory, self.overrides, memo, cache=store.parses, identity=self.identity, defer_bodies=True)
+            except ContentError:
+                reloaded = None
+            if reloaded is not None and reloaded.version == loaded.version:
+                self._parsed, self._loaded_files = memo, memo.files
+                self._keep_load()
+                return store.problem is None
+        return store.parses.remember_parses_only({key: entry for _, key, entry in self._loaded_files.values()})
 
     def _failed(self, seen: tuple | None, error: ContentError) -> None:
         if self.error is None or error.problems != self.error.problems:

@@ -204,6 +204,15 @@ class ParseStore:
         self.parses_added += len(entries)
         return stored
 
+    def remember_parses_only(self, entries: Mapping[str, Entry]) -> bool:
+        """Keep parses whose bodies are elsewhere (a version served from a database made anew since): rows for the kept
+        version to be built from; their bodies are rendered again from the files when asked for. Tell whether they were kept."""
+        rows = []
+        for key, entry in entries.items():
+            blob = _without_body(entry)
+            rows.append((key, blob, _checksum(blob)))
+        return self.db.write(lambda db: db.executemany("INSERT OR IGNORE INTO parsed_entries VALUES (?, ?, ?)", rows) and True, False)
+
     # --- bodies --------------------------------------------------------------------------------
 
     def register_site(self, site_key: str, recover: Recoverer) -> None:
@@ -268,6 +277,7 @@ class ParseStore:
         if texts is None:
             raise BodyUnavailableError(f"{stored.source}: the body of the version served is no longer in the state nor in the file")
         log.info("state: the body of %s was not in the state; rendered again from the file", stored.source)
+        self._keep_rendered([(stored.key, texts)])  # for every process, from now on
         return texts
 
     # --- deferred bodies -----------------------------------------------------------------------
