@@ -1,9 +1,9 @@
-"""Generate a newsroom's archive: N entries of 2-4 KB Markdown (headings, lists, links) over five years.
+"""Generate a newsroom's archive: N entries of 2-4 KB Markdown shaped like the seed (headings, lists, links) over five years.
 
 python -m bench.archive 100000 /tmp/archive-100k [--hugo /tmp/hugo-100k]
 
 Deterministic (seeded): the same N gives the same files, ids and dates, so two runs (or two
-machines) publish the same bytes. ``--hugo`` also writes a Hugo site of the same entries (same
+machines) publish the same bytes. Dates are written as the seed's pages write them ("Jul 07, 2025 18:00"). ``--hugo`` also writes a Hugo site of the same entries (same
 titles, dates, sections and bodies; minimal templates rendering a page per entry, paginated
 section lists and RSS), the yardstick of bench/scale.py.
 """
@@ -98,18 +98,19 @@ def _sentence(rng: random.Random, words: int) -> str:
     return text[0].upper() + text[1:] + "."
 
 
-def _body(rng: random.Random, index: int) -> str:
-    """2-4 KB of Markdown: paragraphs, two or three headings, a list, links."""
-    parts = [" ".join(_sentence(rng, rng.randint(10, 18)) for _ in range(5))]
-    for heading in range(rng.randint(2, 4)):
+def _body(rng: random.Random, index: int, count: int) -> str:
+    """2-4 KB of Markdown shaped like the seed's article: a lede, three to six headed parts, lists of bold-led
+    points, and links to other stories of the archive (as its Featured and Latest lists link) and elsewhere."""
+    parts = [" ".join(_sentence(rng, rng.randint(10, 18)) for _ in range(3))]
+    for heading in range(rng.randint(3, 6)):
         parts.append(f"## {_sentence(rng, 4)[:-1]}")
-        parts.append(" ".join(_sentence(rng, rng.randint(10, 18)) for _ in range(rng.randint(4, 7))))
-        if heading == 0:
-            parts.append("\n".join(f"- {_sentence(rng, rng.randint(4, 8))}" for _ in range(rng.randint(3, 5))))
-    parts.append(
-        f"Read the [council's report](https://council.example.org/reports/{index}) and "
-        f"[our earlier story](/posts/story-{max(0, index - 1):06d}/) for background."
-    )
+        parts.append(" ".join(_sentence(rng, rng.randint(10, 18)) for _ in range(rng.randint(2, 4))))
+        if heading % 2 == 0:
+            points = (f"- **{_sentence(rng, 2)[:-1]}:** {_sentence(rng, rng.randint(4, 8))}" for _ in range(rng.randint(2, 4)))
+            parts.append("\n".join(points))
+    related = sorted({rng.randrange(count) for _ in range(3)} - {index})
+    links = ", ".join(f"[{_sentence(rng, 3)[:-1].lower()}](/posts/story-{other:06d}/)" for other in related)
+    parts.append(f"Related: {links}. Read the [council's report](https://council.example.org/reports/{index}) for background.")
     return "\n\n".join(parts) + "\n"
 
 
@@ -122,7 +123,14 @@ def entries(count: int):
         date = NEWEST - step * index - timedelta(seconds=rng.randint(0, 59))
         section = SECTIONS[0] if index % 50 == 0 else SECTIONS[1 + (index % 2)]
         title = _sentence(rng, rng.randint(5, 9))[:-1]
-        yield slug, f"urn:uuid:{uuid.uuid5(NAMESPACE, slug)}", date.replace(microsecond=0), section, title, _body(rng, index)
+        yield (
+            slug,
+            f"urn:uuid:{uuid.uuid5(NAMESPACE, slug)}",
+            date.replace(second=0, microsecond=0),
+            section,
+            title,
+            _body(rng, index, count),
+        )
 
 
 def generate(directory: Path, count: int, hugo: Path | None = None) -> None:
@@ -142,8 +150,9 @@ def generate(directory: Path, count: int, hugo: Path | None = None) -> None:
             (hugo / "content" / section).mkdir(parents=True)
     for slug, entry_id, date, section, title, body in entries(count):
         when = date.isoformat()
+        written = date.strftime("%b %d, %Y %H:%M")  # as the seed's pages write dates (the site's zone is UTC)
         (posts / f"{slug}.md").write_text(
-            f'---\nid: "{entry_id}"\ntitle: "{title}"\ndate: {when}\nsection: {section}\n---\n{body}', encoding="utf-8"
+            f'---\nid: "{entry_id}"\ntitle: "{title}"\ndate: {written}\nsection: {section}\n---\n{body}', encoding="utf-8"
         )
         if hugo is not None:
             (hugo / "content" / section / f"{slug}.md").write_text(f'---\ntitle: "{title}"\ndate: {when}\n---\n{body}', encoding="utf-8")
