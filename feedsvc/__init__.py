@@ -13,7 +13,8 @@ Glossary (one word per concept):
   replaces it on edits (``live``).
 - build identity: a digest of the code that makes bytes (``identity``); every cache is keyed by it.
 - state: the state folder (FEEDSVC_STATE_DIR), a disposable accelerator shared by all workers
-  (``state``); namespace: a content folder with the settings that change its bytes.
+  (``state``); a store is the state as one namespace sees it; namespace: a content folder with the
+  settings that change its bytes.
 - stamp: the Last-Modified a document's bytes get from the state (when they last changed).
 - kept version: a namespace's last good version, which a worker starting on a broken folder serves.
 - hot set: the documents a version serves from memory, kept for the next start to answer at once.

@@ -131,7 +131,7 @@ def check(args: argparse.Namespace) -> int:
 IDLE_TIMEOUT = 10  # s: a request's headers must arrive within this, also the idle wait between keep-alive requests
 MAX_CONNECTIONS = 10_000  # per worker, at most; lower when the file-descriptor limit is lower
 HEADER_LIMIT = 64 * 1024  # bytes of request headers (HTTP/1 read buffer; HTTP/2 header list)
-_RESERVED_DESCRIPTORS = 128  # files, the store, inotify, the worker's pipes
+_RESERVED_DESCRIPTORS = 128  # files, the state database, inotify, the worker's pipes
 
 
 def raise_descriptor_limit() -> int:

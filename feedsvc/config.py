@@ -12,13 +12,13 @@ from .models import is_absolute_http_url
 
 DEFAULTS: dict[str, Any] = {
     "CONTENT_DIR": "content",
-    # durable state shared by all workers (store.py); None: one folder per content folder under
+    # the state folder shared by all workers (state/): a disposable cache; None: one folder per content folder under
     # $XDG_STATE_HOME/feedsvc (~/.local/state/feedsvc)
     "STATE_DIR": None,
     # the file events of one save are grouped into one reload: events are collected until 50 ms
     # pass without one, for at most this many seconds; 0 turns live reloading off
     "RELOAD_INTERVAL": 0.3,
-    # serve pre-built documents from a bare WSGI layer in front of Flask (see fastpath.py)
+    # serve pre-built documents from a bare WSGI layer in front of Flask (see web/fastpath.py)
     "FAST_PATH": True,
     # site-file settings an operator may override per deployment (None: keep the site file's)
     "BASE_URL": None,

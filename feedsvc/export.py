@@ -4,7 +4,7 @@ The export folder is a symlink to one of two folders beside it (``.OUT.a``, ``.O
 blue/green deploy: a new export is written into the folder that is not served, then the symlink
 is switched with one rename, so a server reading the folder sees the old export or the new one,
 never a mix and never nothing. The folder not served keeps the export before; the next build
-brings it up to date, rewriting only the files whose inputs changed (the store remembers what
+brings it up to date, rewriting only the files whose inputs changed (the state remembers what
 each file was made from) and removing the files of documents that are gone.
 
 A build that changes few documents (``IN_PLACE_LIMIT``: an edit, a new post) updates the served
@@ -195,7 +195,7 @@ def _by_day(publication: Publication, paths: list[str]) -> tuple[list[str], list
     """Order documents by the (UTC) day of the newest entry they show; cut them into chunks of whole days, up to _CHUNK.
 
     An entry's body is shown by its page and by two day archives (the site's and its section's,
-    three formats each): in one chunk, a writer loads it from the store once, not three times.
+    three formats each): in one chunk, a writer loads it from the state once, not three times.
     """
     days: dict[str, list[str]] = {}
     for path in paths:
@@ -324,7 +324,7 @@ def _update_in_place(
     not_found_changed = True
     with contextlib.suppress(OSError), open(os.path.join(root, NOT_FOUND_FILE), "rb") as current:  # unreadable: different
         not_found_changed = current.read() != not_found
-    # until it is done, the store knows nothing of the files being replaced: a build stopped halfway renders them again
+    # until it is done, the state knows nothing of the files being replaced: a build stopped halfway renders them again
     store.exports.update(root, {}, writes)
     folders: set[str] = set()
     # deepest first: entry pages and archives exist before the listings and feeds that link to them
@@ -397,9 +397,9 @@ def _export(publication: Publication, destination: Path, progress, store: Store 
         rendered = _render_all(publication, target, [p for p in paths if p not in kept], processes, done)
         etags.update((path, etag) for path, (etag, _) in rendered.items())
         _write(target, NOT_FOUND_FILE, publication.not_found, set())
-        if earlier:  # the store knows the workspace's documents: remove those that are gone
+        if earlier:  # the state knows the workspace's documents: remove those that are gone
             _remove_gone(target, {file_for(path) for path in earlier.keys() - set(paths)})
-        elif not fresh:  # a workspace whose last build never finished (or unknown to the store): look at every file
+        elif not fresh:  # a workspace whose last build never finished (or unknown to the state): look at every file
             _remove_others(target, {NOT_FOUND_FILE, *map(file_for, paths)})
         stamps: dict[str, int | None] = dict.fromkeys(paths) | {path: stamp for path, (_, stamp) in rendered.items()}
         if publication.stamp is not None and kept:  # the kept documents' Last-Modified, in one transaction

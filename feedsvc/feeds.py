@@ -158,17 +158,18 @@ def feed_family(
     An entry's archive document is the day (or month) it was published in, so adding, deleting or
     back-dating an entry changes only the documents that hold it, and an archive URL keeps its
     entries (RFC 5005 §4: an archive document's entries SHOULD NOT change). Every entry is in
-    its period's archive, the newest ones too (clients merge by id). Every period with an entry has
-    its archive, however few entries the feed holds: an archive URL a reader was given never turns
-    into a 404 because other entries were deleted. Readers that ignore RFC 5005 just see an
-    ordinary feed of the newest ``item_limit`` entries.
+    its period's archive, the newest ones too (clients merge by id). Archives exist once the feed
+    spans two periods or holds more entries than its subscription document shows: deleting entries
+    down to ``item_limit`` never turns archive URLs readers were given into 404s. (A lone archive,
+    linking neither way, is one the W3C validator warns of: "Archive incomplete".) Readers that
+    ignore RFC 5005 just see an ordinary feed of the newest ``item_limit`` entries.
 
     ``earlier`` (the version before's specs by path prefix): an archive whose entries are the very
     same objects, with the same links and settings, is that version's spec, not a new one, so a
     reload after one edit makes a few specs instead of one per day of five years.
     """
     in_period = by_period(entries, ARCHIVE_NAME_LENGTH[site.archive_period])  # newest first, so each period's entries are too
-    periods = sorted(in_period)
+    periods = sorted(in_period) if len(in_period) > 1 or len(entries) > site.item_limit else []
 
     def archive(period: str) -> str:
         return feed_archive_prefix(prefix, period)

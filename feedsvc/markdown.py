@@ -157,7 +157,7 @@ class DeferredBody:
     """A body without pictures, rendered when first asked for (``models.StoredText``).
 
     A start of 100,000 entries checks them by their front matter and renders these bodies once
-    serving (the store keeps their source until then): Markdown is 80 % of a parse. The result
+    serving (the state keeps their source until then): Markdown is 80 % of a parse. The result
     is what the full parse renders, byte for byte: the same renderer, the same text and URL.
     """
 
@@ -165,7 +165,7 @@ class DeferredBody:
 
     def __init__(self, packed_source: bytes, page_url: str, written_summary: str | None):
         # zlib (level 1) of the UTF-8 Markdown: a third of the size for 40 us; 100,000 bodies are written
-        # to the store at a start, ~300 MB as text
+        # to the state at a start, ~300 MB as text
         self.packed_source = packed_source
         self.page_url = page_url
         self.written_summary = written_summary  # the front matter's ``summary``; None: the body's lede

@@ -193,12 +193,12 @@ class Entry:
     published: datetime  # timezone-aware
     updated: datetime  # timezone-aware, >= published
     section: str
-    # the plain-text summary (may be empty) until the body goes to the store, which keeps it with the body; then
+    # the plain-text summary (may be empty) until the body goes to the state, which keeps it with the body; then
     # None (read it as ``summary``): only the entry's own page and feed items show it, and 100,000 summaries
     # held by every worker took ~60 MB (one ellipsis makes a string take two bytes a character)
     own_summary: str | None = field(compare=False)
     # the rendered Markdown (absolute URLs, may be empty): the text itself, or a reference whose
-    # html() loads it, so that 100,000 bodies stay in the store instead of in every worker
+    # html() loads it, so that 100,000 bodies stay in the state instead of in every worker
     body: str | StoredText = field(compare=False)
     source: str = field(default="", compare=False)  # file it came from, relative to the content folder
     # digest of the file's name and bytes: what reuse across versions compares (never values:
@@ -207,7 +207,7 @@ class Entry:
     image: Image | None = None
     authors: tuple[Author, ...] = ()  # empty: the site's author
     tags: tuple[str, ...] = ()  # as written; the site decides each tag's label (``tag_labels``)
-    # the body's headings as parsed; once the body is in the store, they are there too (``contents``):
+    # the body's headings as parsed; once the body is in the state, they are there too (``contents``):
     # 100,000 entries' headings would otherwise take hundreds of MB in every worker
     headings: tuple[Heading, ...] = field(default=(), compare=False)
     media: tuple[MediaFile, ...] = ()  # every content folder image the entry shows (its image and the body's)
@@ -225,7 +225,7 @@ class Entry:
         return entry_path(self.slug)
 
     # pickled as a plain tuple of its fields: dataclasses' own slots pickling calls fields() per
-    # entry, 60 % of unpickling 100,000 entries from the store at a start
+    # entry, 60 % of unpickling 100,000 entries from the state at a start
     def __getstate__(self) -> tuple:
         return _entry_state(self)  # one C call (a getattr per field took 15 us per entry)
 
@@ -267,7 +267,7 @@ class Entry:
     def texts(self) -> tuple[str, tuple[Heading, ...], str]:
         """Return ``body_html``, ``contents`` and ``summary`` together: a stored body is looked up once, not once each.
 
-        An entry page asked for them nine times, a feed item four: each a look in the store's
+        An entry page asked for them nine times, a feed item four: each a look in the state's
         memory (its key made, its lock taken, its place among the recent bodies moved), 1-2 us.
         """
         body = self.body

@@ -88,7 +88,7 @@ _ASSETS = {  # packaged file -> media type
     "style.css": "text/css; charset=utf-8",
     "favicon.svg": "image/svg+xml; charset=utf-8",
 }
-# path -> quoted ETag in, path -> when those bytes last changed out (the Store, through the Publisher)
+# path -> quoted ETag in, path -> when those bytes last changed out (the state, through the Publisher)
 Stamper = Callable[[Mapping[str, str]], Mapping[str, datetime | None]]  # None: no Last-Modified
 # Documents rendered on request (entry pages beyond the newest, RFC 5005 archive pages) are kept,
 # most recently used first, up to this many bytes (identity + gzip) per worker and version; the
@@ -213,7 +213,7 @@ class Publication:
         return ()
 
     def prepare(self, paths: Iterable[str]) -> None:
-        """Load from the store, together, the bodies the documents at ``paths`` will show (one query, not one a document)."""
+        """Load from the state, together, the bodies the documents at ``paths`` will show (one query, not one a document)."""
         _load_bodies(entry for path in paths for entry in self.shown_entries(path))
 
     def input_key(self, path: str) -> str | None:
@@ -258,10 +258,10 @@ def subscription_topics(publication: Publication) -> dict[str, str]:
 
 @dataclass(frozen=True)
 class HotSet:
-    """The documents a version was served with from memory, kept in the store for the next start of ``serve``.
+    """The documents a version was served with from memory, kept in the state for the next start of a worker.
 
     A restart answers with them at once while its workers load the archive in the background
-    (``warmstart``): the same bytes, entity tags and Last-Modified the last run served.
+    (``startup``): the same bytes, entity tags and Last-Modified the last run served.
     """
 
     version: str
@@ -310,7 +310,7 @@ def _stamped(documents: dict[str, Representation], stamp: Stamper | None) -> dic
 
 def _load_bodies(entries: Iterable[Entry]) -> None:
     """Load the stored bodies of a document's entries together (one query a store), before it renders them one by one."""
-    bodies: dict[object, list] = {}  # models.StoredText by the store that keeps them
+    bodies: dict[object, list] = {}  # models.StoredText by the cache that keeps them
     for entry in entries:
         store = getattr(entry.body, "store", None)
         if store is not None:

@@ -60,7 +60,7 @@ class Representation:
     """Everything needed to answer GET/HEAD for one URL, without rendering, hashing or compressing.
 
     Built in two steps: ``build_representation`` renders, compresses and hashes; ``stamped``
-    adds the Last-Modified that the store assigns to these bytes (headers are laid out again,
+    adds the Last-Modified that the state assigns to these bytes (headers are laid out again,
     nothing is recompressed or rehashed).
     """
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -31,6 +32,15 @@ def write_entry(directory: Path, name: str, front_matter: str, body: str = "") -
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(f"---\n{textwrap.dedent(front_matter).strip()}\n---\n{body}", encoding="utf-8")
     return path
+
+
+def settled(directory: Path) -> Path:
+    """Date every file of ``directory`` an hour back, as files saved long ago are: a file saved within the last two
+    seconds is read again on every look (source.scan.RACY_NS), which tests of what a reload reuses must not meet."""
+    an_hour_ago = time.time() - 3600
+    for path in directory.rglob("*"):
+        os.utime(path, (an_hour_ago, an_hour_ago), follow_symlinks=False)
+    return directory
 
 
 def site_feed(content) -> FeedSpec:

@@ -14,6 +14,7 @@ from bench.generate_content import generate
 from feedsvc import create_app
 from feedsvc.publication import build_publication
 from feedsvc.source.loader import load_content
+from tests.conftest import settled, write_entry
 
 FH = "{http://purl.org/syndication/history/1.0}archive"
 BASE = "http://127.0.0.1:8000"
@@ -49,19 +50,30 @@ def test_feed_ids_are_permanent_whatever_the_base_url(content_dir, state_dir):
     assert len(set(first)) == 3 and all(feed_id.startswith("urn:uuid:") for feed_id in first)
 
 
-def test_every_day_with_an_entry_has_its_archive_however_few_the_feed_holds(content_dir, state_dir):
-    """An archive URL a reader was given stays while its day has an entry: deleting others never turns it into a 404."""
+def test_small_content_on_one_day_has_no_archives(client):
+    # the subscription documents already hold every entry, all of one day: a lone archive would link nowhere
+    assert "prev-archive" not in client.get("/feed.xml").get_data(as_text=True)
+    assert "next_url" not in json.loads(client.get("/feed.json").data)
+    assert client.get("/archive/2025-07-07/feed.xml").status_code == 404
+
+
+def test_archive_urls_stay_when_the_feed_drops_back_to_item_limit_entries(content_dir, state_dir):
+    """An archive URL a reader was given stays while the feed spans two days: deleting entries never turns it into a 404."""
+    for day in range(8, 18):  # 21 entries over 11 days: more than the 20 a feed shows
+        write_entry(
+            content_dir,
+            f"later-{day}.md",
+            f"id: urn:example:later-{day}\ntitle: Later {day}\ndate: 2025-07-{day:02d}T08:00:00Z\nsection: latest",
+        )
     app = create_app({"CONTENT_DIR": str(content_dir), "STATE_DIR": str(state_dir), "RELOAD_INTERVAL": 0})
     client = app.test_client()
-    assert "prev-archive" in client.get("/feed.xml").get_data(as_text=True)  # 11 entries, 20 a feed: archives still
-    archive = feedparser.parse(client.get("/archive/2025-07-07/atom.xml").data)
-    days = {entry.published[:10] for entry in archive.entries}
-    assert days == {"2025-07-07"} and archive.entries
-    for post in sorted((content_dir / "posts").glob("*.md"))[:8]:  # the feed drops to three entries
-        if "2025-07-07" not in post.read_text() or post.name.startswith("ketamine"):
-            post.unlink()
-    assert app.extensions["feedsvc"].refresh()
     assert client.get("/archive/2025-07-07/atom.xml").status_code == 200
+    for day in range(9, 18):  # back to 12 entries on two days: within item_limit
+        (content_dir / "posts" / f"later-{day}.md").unlink()
+    assert app.extensions["feedsvc"].refresh()
+    archive = feedparser.parse(client.get("/archive/2025-07-07/atom.xml").data)
+    assert {entry.published[:10] for entry in archive.entries} == {"2025-07-07"} and len(archive.entries) == 11
+    assert client.get("/archive/2025-07-08/atom.xml").status_code == 200
 
 
 def test_an_empty_feed_is_dated_by_the_sites_newest_change_not_the_epoch(content_dir, state_dir):
@@ -209,7 +221,7 @@ def test_feed_specs_taken_from_the_version_before_are_those_a_fresh_build_makes(
     from feedsvc.source.loader import LoadMemo
     from tests.conftest import write_entry
 
-    directory = generate(tmp_path / "content", 1_000)
+    directory = settled(generate(tmp_path / "content", 1_000))
     memo = LoadMemo()
     before = build_publication(load_content(directory, parsed=memo))
     post = directory / "posts" / "post-00100.md"

@@ -30,7 +30,7 @@ def _run(*args, env=None, timeout=60):
 def test_check_accepts_the_bundled_content():
     result = _run("check")
     assert result.returncode == 0
-    assert "11 entries, 50 documents, no problems" in result.stdout  # 26 + 8 HTML archive pages
+    assert "11 entries, 38 documents, no problems" in result.stdout
 
 
 def test_check_lists_every_problem_as_file_field_message(content_dir):

@@ -1,4 +1,4 @@
-"""A restart of `serve` answers at once with the hot set the last run kept, and loads the archive meanwhile (warmstart.py)."""
+"""A worker starts at any moment on its own: it answers at once with the hot set the state kept, and loads the folder meanwhile (startup.py)."""
 
 from __future__ import annotations
 

@@ -415,9 +415,15 @@ class Publisher:
             loaded.version, self.identity, loaded.site, self._parsed.site_digest, lambda: (_kept_file(n, v) for n, v in files.items())
         )
 
+        seen, directory = self._fingerprint, self.directory
+
+        def still_current() -> bool:  # the folder still holds this version (or, broken, what it held when it failed)
+            return seen is not None and _signature(directory) == seen
+
         def stamp(etags: Mapping[str, str]) -> Mapping[str, datetime | None]:
-            # current again only if no other version is: another worker that moved on keeps its own
-            return store.stamps.last_modified(etags, current.version, also=also, claim=True)
+            # current again when the folder is still what it was, or when no version is (a database made anew): a worker
+            # that moved on to a newer version keeps its own
+            return store.stamps.last_modified(etags, current.version, still_current, also=also, claim=True)
 
         try:
             stamps = stamp({path: document.etag for path, document in current.documents.items()})

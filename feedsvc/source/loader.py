@@ -166,7 +166,7 @@ def _check_unique(entries: list[Entry], problems: list[Problem]) -> None:
 
 
 class ParseCache(Protocol):
-    """Where the loader keeps its work between loads and processes (``store.Store`` is one)."""
+    """Where the loader keeps its work between loads and processes (``state.parses.ParseStore`` is one)."""
 
     def file_digests(self, folder: str, names: list[str]) -> dict[str, tuple[int, int, int, str]]: ...
 
@@ -374,7 +374,7 @@ def _swapped_in(
 
 
 def _with_shared_strings(entry: Entry, file: ContentFile) -> Entry:
-    """Make a new entry (parsed in another process, or read from the store) share strings with the rest of the load; return it.
+    """Make a new entry (parsed in another process, or read from the state) share strings with the rest of the load; return it.
 
     Its file name is the scan's string object, its section and day the ones every entry of that
     section and day shares: 100,000 entries held by every worker save ~18 MB.
@@ -478,7 +478,7 @@ def load_content(
 
     def note_digest(name: str, file_digest: str) -> None:
         file_digests[name] = file_digest
-        # one string object per key: the memo, the store's body references and this load share it; 128 bits
+        # one string object per key: the memo, the state's body references and this load share it; 128 bits
         # of each digest name a parse as surely as 256 (no two files' keys meet by chance), in ~64 bytes less a
         # key: 100,000 keys are held by every worker
         keys[name] = sys.intern(f"{file_digest[:32]}:{site_digest[:32]}")

@@ -4,7 +4,7 @@ Every use goes through ``Database.read`` or ``Database.write`` with a default: w
 locked past its timeout, read-only, on a full disk, deleted or damaged, the caller gets the
 default (a cache miss, no Last-Modified) and ``problem`` says what is wrong, as ``state: ...``
 in the log and /healthz. A database that is unusable is tried again with backoff (1 s doubling to
-a minute), so a freed disk is used again within a minute; a damaged one is moved aside and a new
+ten seconds), so a freed disk is used again within seconds; a damaged one is moved aside and a new
 one made; a deleted one is made again. Nothing the database holds decides what is served: it
 only makes serving faster and gives Last-Modified times.
 
@@ -32,7 +32,7 @@ LOCK_FILE = "state.lock"  # held while the database is made or set aside
 SCHEMA_VERSION = "1"  # another value (a database of another feedsvc) is moved aside, as a damaged one is
 WAL_SIZE_LIMIT = 64 * 1024 * 1024  # bytes of write-ahead log kept after a checkpoint
 BUSY_TIMEOUT = 30  # seconds a transaction waits for another process's
-FIRST_BACKOFF, LAST_BACKOFF = 1.0, 60.0  # seconds between attempts on a database that cannot be used
+FIRST_BACKOFF, LAST_BACKOFF = 1.0, 10.0  # seconds between attempts on a database that cannot be used (a try costs little)
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 -- Last-Modified: when each document's bytes (its ETag) last changed, per namespace (stamps.py)

@@ -63,7 +63,7 @@ class Stamps:
         version's build passes ``still_current`` (is the folder still what was read?), checked
         inside the transaction, and becomes the current version; documents rendered later (old
         pages, archives) are stamped only while their version is still the current one. Either
-        failing raises StaleBuildError. ``claim``: the version becomes current if no version is (the
+        failing raises StaleBuildError. ``claim``: the version becomes current also if no version is (the
         database was made anew while it was served). ``also`` runs in the same transaction once the
         version is current. A database that cannot be written gives no times (an empty dict), never
         an error.
@@ -80,8 +80,8 @@ class Stamps:
     def _stamp(self, db, etags, version, still_current, also, claim) -> dict[str, int | None]:
         key = (self.namespace, self.role)
         current = db.execute("SELECT version FROM current_versions WHERE namespace = ? AND role = ?", key).fetchone()
-        if still_current is not None or (claim and current is None):
-            if still_current is not None and not still_current():
+        if still_current is not None or claim:
+            if not ((claim and current is None) or (still_current is not None and still_current())):
                 raise StaleBuildError
             db.execute("INSERT OR REPLACE INTO current_versions VALUES (?, ?, ?)", (*key, version))
             if also is not None:
