@@ -22,7 +22,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from .live.health import first_problems, health_report
+from .live.health import first_problems, health_report, without_paths
 from .live.watcher import FolderWatch, WatchError
 from .problems import ContentError, Problem
 from .publication import HotSet
@@ -54,6 +54,7 @@ class Starting:
 
     def __init__(self, hot: HotSet | None, start: Callable[[], Callable], directory: Path, store: Store):
         """``start``: build the publisher and return the service's WSGI app (raises ContentError)."""
+        self.folders = (directory, store.directory)  # named in no problem /healthz shows
         self.hot = hot  # dropped once started: the publication has its own copies
         self.app: Callable | None = None  # the service, once started: every request goes straight to it
         self.error: ContentError | None = None  # why the last start failed
@@ -121,6 +122,7 @@ class Starting:
         hot = self.hot
         if environ.get("PATH_INFO") == "/healthz":
             problems = [str(p) for p in self.error.problems] if self.error is not None else ["starting: the archive is loading"]
+            problems = without_paths(problems, *self.folders)
             report = health_report(problems, hot.version if hot else "", hot.entries if hot else 0, None)
             body = json.dumps(report).encode()
             headers = [("Content-Type", "application/json; charset=utf-8"), ("Cache-Control", "no-store")]

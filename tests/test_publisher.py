@@ -337,3 +337,22 @@ def test_an_idle_watcher_hands_freed_memory_back_every_safety_net_round(content_
         assert len(trims) - started >= 3, trims
     finally:
         watched.stop()
+
+
+def test_healthz_names_no_absolute_path_of_the_machine(content_dir, state_dir, monkeypatch):
+    """/healthz is public: a failure whose message carries the content or state folder's path names files relative to it."""
+    from feedsvc import create_app
+    from feedsvc.live import publisher as publisher_module
+
+    app = create_app({"CONTENT_DIR": str(content_dir), "STATE_DIR": str(state_dir), "RELOAD_INTERVAL": 0})
+    broken = content_dir / "posts" / "new-faces-proteas-announce-test-debutants.md"
+
+    def failing_load(*args, **kwargs):
+        raise OSError(f"[Errno 5] Input/output error: '{broken}' (state in {state_dir})")
+
+    monkeypatch.setattr(publisher_module, "load_content", failing_load)
+    write_entry(content_dir, "brand-new.md", NEW_POST)
+    assert not app.extensions["feedsvc"].refresh()
+    health = app.test_client().get("/healthz").get_data(as_text=True)
+    assert "posts/new-faces-proteas-announce-test-debutants.md" in health
+    assert str(content_dir) not in health and str(state_dir) not in health and str(content_dir.parent) not in health

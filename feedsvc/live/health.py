@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
@@ -33,3 +35,15 @@ def first_problems(problems: list[str]) -> list[str]:
     if len(problems) > len(shown):
         shown.append(f"... and {len(problems) - len(shown)} more (python -m feedsvc check lists them all)")
     return shown
+
+
+def without_paths(problems: Iterable[str], *folders: str | os.PathLike) -> list[str]:
+    """Problems with the content and state folders' own paths taken out (a file is named relative to its folder): a
+    failure's message may carry them, and /healthz is public."""
+    prefixes = sorted({form for folder in folders for form in (os.path.abspath(folder), os.path.realpath(folder))}, key=len, reverse=True)
+    cleaned = []
+    for problem in problems:
+        for prefix in prefixes:
+            problem = problem.replace(prefix + os.sep, "").replace(prefix, ".")
+        cleaned.append(problem)
+    return cleaned

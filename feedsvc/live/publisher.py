@@ -32,7 +32,7 @@ from ..state.kept import KeptFile
 from ..state.ledgers import HEARTBEAT_SECONDS
 from ..state.parses import StoredBody
 from ..state.snapshots import dump_pickle
-from .health import first_problems, health_report
+from .health import first_problems, health_report, without_paths
 from .memory import settle_heap, trim_heap, tune_heap
 from .watcher import FolderWatch, WatchError, folder_identity, folders_signature
 
@@ -514,6 +514,8 @@ class Publisher:
                 problems.insert(0, f"watcher: not watching the folder: {self.watch_error}")
             elif stalled > WATCH_STALL_SECONDS:
                 problems.insert(0, f"watcher: has not finished a look at the folder for {stalled:.0f} s (a reload is stuck)")
+        folders = [self.directory] if self.store is None else [self.directory, self.store.directory]
+        problems = without_paths(problems, *folders)
         return health_report(problems, self.current.version, len(self.current.content.entries), self.loaded_at, self.bodies_to_render)
 
     # --- following the folder -----------------------------------------------------------------------
