@@ -10,10 +10,11 @@ body the start deferred), warm restart, one edit saved -> served
 latency of entry and archive pages, /feed.xml throughput against a 25-entry site, `build` from
 scratch and after one edit, and Hugo's full build of the same entries.
 
-Hugo builds at the start (the yardstick of the cold start, measured next to it) and, with the
-`build` rows, again right before and right after our build from scratch: this machine's speed
-swings by a fifth within minutes, so a build is compared with Hugo's builds on either side of it
-(their mean), not with one measured ten minutes earlier. Every Hugo time is reported.
+Hugo builds three times: at the start, and with the `build` rows, between our two builds from
+scratch (each into folders of its own, with a state folder of its own). This machine's speed
+swings by a fifth within minutes, so every ratio is taken against Hugo's best run, and our build
+from scratch is our best of two, as an independent measurement would compare them. Every time
+is reported.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from bench.archive import entries, generate  # noqa: E402
 from tests.servers import free_port, server_processes  # noqa: E402
 
 GOALS = {
-    "cold start": "<= 0.5 x Hugo build",
+    "cold start": "<= 0.5 x Hugo's best build",
     "cold start, every body rendered": "(reported: the workers rendered the deferred bodies)",
     "warm restart": "<= 25-entry start + 1 s",
     "warm restart, every page ready": "(reported: the workers loaded the archive)",
@@ -49,9 +50,11 @@ GOALS = {
     "memory (PSS, all processes)": "<= 400 MiB",
     "first request p99 (entry + archive pages)": "<= 100 ms",
     "/feed.xml throughput": ">= 0.9 x 25-entry site",
-    "build from scratch": "<= 2 x Hugo build (either side)",
-    "build after one edit": "<= 0.15 x Hugo build (either side)",
+    "build from scratch": "<= 2 x Hugo's best build (our best of two)",
+    "build after one edit": "<= 0.15 x Hugo's best build",
 }
+
+HUGO_RUNS = ("Hugo build", "Hugo build, between ours")  # every ratio is against the best of them
 
 
 def _get(url: str, timeout: float = 30) -> tuple[int, bytes]:
@@ -205,13 +208,18 @@ def main() -> int:
 
     _report(figures)  # the serving figures, before the long builds
     if not args.no_build:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("FEEDSVC_")} | {"FEEDSVC_STATE_DIR": str(work / "state-build")}
-        build = [sys.executable, "-m", "feedsvc", "build", str(work / "export"), "--content", str(content)]
-        hugo_build("Hugo build, before ours", "hugo-out-before")
-        figures["build from scratch"] = _timed(build, env)
-        hugo_build("Hugo build, after ours", "hugo-out-after")
-        if "Hugo build, before ours" in figures:
-            figures["Hugo build, either side"] = (figures["Hugo build, before ours"] + figures["Hugo build, after ours"]) / 2
+        env = {k: v for k, v in os.environ.items() if not k.startswith("FEEDSVC_")}
+
+        def our_build(run: int) -> list[str]:
+            env["FEEDSVC_STATE_DIR"] = str(work / f"state-build-{run}")
+            return [sys.executable, "-m", "feedsvc", "build", str(work / f"export-{run}"), "--content", str(content)]
+
+        figures["our build 1"] = _timed(our_build(1), env)
+        print(f"our build 1: {figures['our build 1']:.1f} s", flush=True)
+        hugo_build("Hugo build, between ours", "hugo-out-between")
+        figures["our build 2"] = _timed(build := our_build(2), env)
+        print(f"our build 2: {figures['our build 2']:.1f} s", flush=True)
+        figures["build from scratch"] = min(figures["our build 1"], figures["our build 2"])
         _edit(content / "posts" / f"{slugs[len(slugs) // 2]}.md", "Rebuilt")
         figures["build after one edit"] = _timed(build, env)
 
@@ -231,7 +239,8 @@ def _throughput(url: str) -> float:
 
 
 def _report(figures: dict[str, float]) -> None:
-    started, beside = figures.get("Hugo build"), figures.get("Hugo build, either side")
+    hugo_runs = [figures[name] for name in HUGO_RUNS if name in figures]
+    best = min(hugo_runs) if hugo_runs else None
     units = {
         "idle CPU": "%",
         "memory (PSS, all processes)": "MiB",
@@ -244,13 +253,12 @@ def _report(figures: dict[str, float]) -> None:
             continue
         value = figures[name]
         unit = units.get(name, "s")
-        hugo = beside if name.startswith("build") and beside else started
-        versus = f"{value / hugo:8.2f}x" if hugo and unit == "s" and not name.startswith(("edit", "warm")) else ""
+        versus = f"{value / best:8.2f}x" if best and unit == "s" and not name.startswith(("edit", "warm")) else ""
         print(f"{name:<45} {value:>10.2f} {unit:<2}{versus:>9}   {goal}")
     for name in (
-        "Hugo build",
-        "Hugo build, before ours",
-        "Hugo build, after ours",
+        *HUGO_RUNS,
+        "our build 1",
+        "our build 2",
         "25-entry start",
         "pages not found",
         "/feed.xml req/s",
