@@ -1,6 +1,6 @@
 """Generate a newsroom's archive: N entries of 2-4 KB Markdown shaped like the seed (headings, lists, links) over five years.
 
-python -m bench.archive 100000 /tmp/archive-100k [--hugo /tmp/hugo-100k]
+python -m bench.archive 100000 /tmp/archive-100k [--hugo /tmp/hugo-100k] [--tags 20]
 
 Deterministic (seeded): the same N gives the same files, ids and dates, so two runs (or two
 machines) publish the same bytes. Dates are written as the seed's pages write them ("Jul 07, 2025 18:00"). ``--hugo`` also writes a Hugo site of the same entries (same
@@ -84,6 +84,8 @@ disableKinds = ["taxonomy", "term"]
   home = ["HTML", "RSS"]
   section = ["HTML", "RSS"]
 """
+# the tag-heavy variant: Hugo renders each tag's page list and RSS, as feedsvc renders each tag's pages and feeds
+HUGO_TAGGED_CONFIG = HUGO_CONFIG.replace('disableKinds = ["taxonomy", "term"]\n', "") + '  term = ["HTML", "RSS"]\n  taxonomy = ["HTML"]\n'
 HUGO_LAYOUTS = {
     "single.html": "<!doctype html><html lang=en><title>{{ .Title }}</title><h1>{{ .Title }}</h1>"
     '<time datetime="{{ .Date.Format "2006-01-02T15:04:05Z07:00" }}">{{ .Date.Format "Jan 2, 2006" }}</time>{{ .Content }}</html>\n',
@@ -133,8 +135,20 @@ def entries(count: int):
         )
 
 
-def generate(directory: Path, count: int, hugo: Path | None = None) -> None:
-    """Write the feedsvc content folder (and the Hugo site) of ``count`` entries, replacing them."""
+def tags_of(index: int, tags: int) -> list[str]:
+    """Return entry ``index``'s ``tags`` tags: two-word topics of a vocabulary as large as the archive, a few common, most rare."""
+    if not tags:
+        return []
+    rng = random.Random(index)
+    chosen: dict[str, None] = {}
+    while len(chosen) < tags:
+        first = min(int(rng.paretovariate(1.2)) - 1, len(WORDS) - 1)  # Zipf-like: "harbour ..." on many stories
+        chosen[f"{WORDS[first]} {WORDS[rng.randrange(len(WORDS))]}"] = None
+    return list(chosen)
+
+
+def generate(directory: Path, count: int, hugo: Path | None = None, tags: int = 0) -> None:
+    """Write the feedsvc content folder (and the Hugo site) of ``count`` entries, replacing them; ``tags`` tags each."""
     for target in (directory, hugo):
         if target is not None and target.exists():
             shutil.rmtree(target)
@@ -143,19 +157,22 @@ def generate(directory: Path, count: int, hugo: Path | None = None) -> None:
     (directory / "site.yaml").write_text(SITE_FILE, encoding="utf-8")
     if hugo is not None:
         (hugo / "layouts" / "_default").mkdir(parents=True)
-        (hugo / "hugo.toml").write_text(HUGO_CONFIG, encoding="utf-8")
+        (hugo / "hugo.toml").write_text(HUGO_TAGGED_CONFIG if tags else HUGO_CONFIG, encoding="utf-8")
         for name, template in HUGO_LAYOUTS.items():
             (hugo / "layouts" / "_default" / name).write_text(template, encoding="utf-8")
         for section in SECTIONS:
             (hugo / "content" / section).mkdir(parents=True)
-    for slug, entry_id, date, section, title, body in entries(count):
+    for index, (slug, entry_id, date, section, title, body) in enumerate(entries(count)):
         when = date.isoformat()
         written = date.strftime("%b %d, %Y %H:%M")  # as the seed's pages write dates (the site's zone is UTC)
+        tagged = f"tags: [{', '.join(tags_of(index, tags))}]\n" if tags else ""
         (posts / f"{slug}.md").write_text(
-            f'---\nid: "{entry_id}"\ntitle: "{title}"\ndate: {written}\nsection: {section}\n---\n{body}', encoding="utf-8"
+            f'---\nid: "{entry_id}"\ntitle: "{title}"\ndate: {written}\nsection: {section}\n{tagged}---\n{body}', encoding="utf-8"
         )
         if hugo is not None:
-            (hugo / "content" / section / f"{slug}.md").write_text(f'---\ntitle: "{title}"\ndate: {when}\n---\n{body}', encoding="utf-8")
+            (hugo / "content" / section / f"{slug}.md").write_text(
+                f'---\ntitle: "{title}"\ndate: {when}\n{tagged}---\n{body}', encoding="utf-8"
+            )
 
 
 def main() -> None:
@@ -163,8 +180,9 @@ def main() -> None:
     parser.add_argument("count", type=int)
     parser.add_argument("directory", type=Path)
     parser.add_argument("--hugo", type=Path, help="also write a Hugo site of the same entries here")
+    parser.add_argument("--tags", type=int, default=0, help="tags on every entry (the tag-heavy variant)")
     args = parser.parse_args()
-    generate(args.directory, args.count, args.hugo)
+    generate(args.directory, args.count, args.hugo, args.tags)
     print(f"wrote {args.count:,} entries to {args.directory}" + (f" and {args.hugo}" if args.hugo else ""))
 
 

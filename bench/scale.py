@@ -137,14 +137,16 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--idle-seconds", type=float, default=30)
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--tags", type=int, default=0, help="tags on every entry: the tag-heavy variant (Hugo renders its taxonomy too)")
     parser.add_argument("--no-build", action="store_true", help="skip the two `build` figures (the longest part at 100,000 entries)")
     args = parser.parse_args()
     hugo = shutil.which("hugo")
     work = Path(tempfile.mkdtemp(prefix="feedsvc-scale-"))
     content, hugo_site, small = work / "content", work / "hugo", work / "small"
     log = work / "serve.log"
-    print(f"scale benchmark: {args.entries:,} entries, {args.workers} workers, in {work}", flush=True)
-    generate(content, args.entries, hugo_site if hugo else None)
+    tagged = f", {args.tags} tags each" if args.tags else ""
+    print(f"scale benchmark: {args.entries:,} entries{tagged}, {args.workers} workers, in {work}", flush=True)
+    generate(content, args.entries, hugo_site if hugo else None, args.tags)
     generate(small, 25)
     figures: dict[str, float] = {}
 

@@ -318,6 +318,9 @@ def build(args: argparse.Namespace) -> int:
     except ContentError as error:  # a document that cannot be rendered: named, and the previous export kept
         _report(args.content, error.problems)
         return 1
+    except OSError as error:  # the export's own folder: unwritable, a full disk
+        _report(args.content, [Problem("(build)", args.out, f"cannot be written ({error.strerror or error})")])
+        return 1
     content = publication.content
     print(f"{args.out}: {count} documents from {len(content.entries)} entries (version {content.version})")
     if content.site.base_url == SITE_DEFAULTS["base_url"]:

@@ -55,7 +55,7 @@ _PARSERS = {
     "STATE_DIR": str,
     "RELOAD_INTERVAL": seconds,
     "FAST_PATH": lambda value: value.strip().lower() not in ("0", "false", "no", "off", ""),
-    "BASE_URL": str,
+    "BASE_URL": absolute_url,
     "MAX_AGE": int,
     "ITEM_LIMIT": int,
     "HUB_URL": absolute_url,

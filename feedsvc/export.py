@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import multiprocessing
 import os
 import shutil
@@ -90,6 +89,14 @@ def _write(root: Path | str, name: str, representation, folders: set[str]) -> li
         with contextlib.suppress(FileNotFoundError):
             os.unlink(os.path.join(root, name + ".gz"))
     return written
+
+
+def _written(root: str, path: str, representation, folders: set[str]) -> list[str]:
+    """``_write`` the document at ``path``; a file the system refuses (a name too long, a full disk) is a problem naming it."""
+    try:
+        return _write(root, file_for(path), representation, folders)
+    except OSError as error:
+        raise ContentError([Problem("(build)", path, f"cannot be written to the export ({error.strerror or error})")]) from None
 
 
 def _set_times(root: Path | str, name: str, moment: datetime | None) -> None:
@@ -179,7 +186,7 @@ def _render_chunk(bounds: tuple[int, int]) -> dict[str, tuple[str, int | None]]:
     with sharing_entries():  # a chunk holds whole days: each entry is in its site's and its section's day archives
         for path in chunk:
             representation = _document(publication, path)
-            files[path] = _write(root, file_for(path), representation, folders)
+            files[path] = _written(root, path, representation, folders)
             etags[path] = representation.etag
     stamps: dict[str, int | None] = dict.fromkeys(etags)
     if stamp is not None:  # one store transaction a chunk; each file's time set while it is fresh in the kernel's caches
@@ -246,8 +253,8 @@ def _render_all(
     return results
 
 
-def _with_code(key: str | None) -> str | None:
-    return None if key is None else hashlib.sha256(f"{identity.build_identity()}:{key}".encode()).hexdigest()
+def _keyed(key: str | None) -> str | None:
+    return None if key is None else identity.with_code(key)
 
 
 def export_publication(
@@ -356,7 +363,7 @@ def _export(publication: Publication, destination: Path, progress, store: Store 
     served = Path(os.path.realpath(destination)) if destination.is_symlink() else None
     target = workspaces[1] if served == workspaces[0] else workspaces[0]
     paths = sorted(publication.paths())
-    keys = {path: _with_code(publication.input_key(path)) for path in paths} if store is not None else {}
+    keys = {path: _keyed(publication.input_key(path)) for path in paths} if store is not None else {}
     record = store.exports.exported(str(served)) if store is not None and served in workspaces else {}
     if record:  # what the served export holds is known: few changes are made to it in place
         changed = [path for path in paths if keys[path] is None or record.get(path, ("",))[0] != keys[path]]

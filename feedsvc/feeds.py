@@ -377,7 +377,7 @@ def _feed_generator(spec: FeedSpec) -> FeedGenerator:
     fg = FeedGenerator()
     fg.id(spec.feed_id)
     fg.title(spec.title)
-    fg.subtitle(spec.description)  # also the RSS <description>
+    fg.subtitle(spec.description)  # Atom's <subtitle>; RSS's <description> is set by render_xml_feeds
     fg.author({"name": site.author})
     fg.language(site.language)
     fg.generator("feedsvc")
@@ -503,7 +503,11 @@ def _summary_of(entry: Entry, summary: str) -> str:
 def render_xml_feeds(spec: FeedSpec) -> tuple[bytes, bytes]:
     """Render the feed as RSS 2.0 and as Atom 1.0 (RFC 4287) from one feedgen mapping."""
     fg = _feed_generator(spec)
+    # RSS <description> is HTML to readers (as an item's is): the plain-text description goes in
+    # HTML-escaped, so "<script>" in a site's description stays words. Atom's <subtitle> is text.
+    fg.description(html.escape(spec.description, quote=False))
     rss = _set_links(fg, spec, "feed.xml", RSS_TYPE).rss_str(pretty=True)
+    fg.subtitle(spec.description)
     atom = _set_links(fg, spec, "atom.xml", ATOM_TYPE).atom_str(pretty=True)
     return rss, atom
 

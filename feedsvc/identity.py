@@ -89,3 +89,8 @@ def describe_build() -> dict:
 def build_identity() -> str:
     """Return the build identity (32 hex digits), computed once per process (~20 ms)."""
     return hashlib.sha256(json.dumps(describe_build(), sort_keys=True).encode()).hexdigest()[:32]
+
+
+def with_code(key: str) -> str:
+    """Return a digest of ``key`` (what a document is made from) and the build identity (the code that makes it)."""
+    return hashlib.sha256(f"{build_identity()}:{key}".encode()).hexdigest()

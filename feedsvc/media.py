@@ -7,10 +7,13 @@ forever.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import os
 import posixpath
+import re
+import stat
 import warnings
 from dataclasses import dataclass, field
 
@@ -40,29 +43,93 @@ def is_media_name(name: str) -> bool:
     return os.path.splitext(name)[1].lower() in MEDIA_TYPES
 
 
-def read_media(path: str, name: str, size: int, mtime_ns: int) -> MediaFile:
-    """Read one image: its digest, dimensions and media type, or raise MediaError."""
-    if size > MAX_MEDIA_SIZE:
-        raise MediaError(f"{name} is {size:,} bytes, more than {MAX_MEDIA_SIZE:,}; publish a smaller image")
+def read_picture(path: str, name: str, limit: int = MAX_MEDIA_SIZE) -> bytes:
+    """Read a picture file's bytes, or raise MediaError: a regular file of at most ``limit`` bytes, nothing else.
+
+    Opened non-blocking and checked after opening (as content files are): a picture swapped for a
+    FIFO or a device is refused at once, never waited on. A plain ``open()`` of a FIFO blocks until
+    a writer comes, which pinned every thread of every worker that was asked for the picture.
+    """
     try:
-        with open(path, "rb") as file:
-            data = file.read(MAX_MEDIA_SIZE + 1)
+        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | getattr(os, "O_CLOEXEC", 0))
     except OSError as error:
         raise MediaError(f"{name} cannot be read ({error.strerror})") from None
-    expected = MEDIA_TYPES[os.path.splitext(name)[1].lower()]
+    with open(descriptor, "rb", closefd=True) as file:
+        info = os.fstat(descriptor)
+        if not stat.S_ISREG(info.st_mode):
+            raise MediaError(f"{name} is not a regular file; put the picture itself there")
+        if info.st_size > limit:
+            raise MediaError(f"{name} is {info.st_size:,} bytes, more than {limit:,}; publish a smaller image")
+        data = file.read(limit + 1)
+    if len(data) > limit:
+        raise MediaError(f"{name} is more than {limit:,} bytes; publish a smaller image")
+    return data
+
+
+# Orientations (EXIF tag 0x0112) that turn the picture a quarter: browsers and readers show it
+# turned (CSS image-orientation: from-image), so its width and height are the stored ones swapped.
+_QUARTER_TURNS = frozenset({5, 6, 7, 8})
+_EXIF_ORIENTATION = 0x0112
+
+
+def _decoded(data: bytes, name: str, kind: str) -> None:
+    """Decode the whole picture (bounded by MAX_PIXELS): a truncated or corrupt file fails here, not in readers' browsers.
+
+    A JPEG is decoded at an eighth of its size (every byte of it is still read and checked).
+    PNG's own check reads every chunk and its CRC without inflating the pixels.
+    """
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error", PillowImage.DecompressionBombWarning)
-            with PillowImage.open(io.BytesIO(data)) as image:
-                width, height = image.size
-                found = PillowImage.MIME.get(image.format or "", "")
-    except (UnidentifiedImageError, PillowImage.DecompressionBombWarning, PillowImage.DecompressionBombError, OSError, ValueError):
-        raise MediaError(f"{name} is not a readable {expected.split('/')[1].upper()} image; export it again") from None
-    if found != expected:
-        raise MediaError(f"{name} is {found or 'not'} an image of the type its name says ({expected}); rename or convert it")
-    if width * height > MAX_PIXELS:
-        raise MediaError(f"{name} has {width}x{height} pixels, more than {MAX_PIXELS:,}; publish a smaller image")
+            warnings.simplefilter("ignore", PillowImage.DecompressionBombWarning)  # MAX_PIXELS was checked
+            with PillowImage.open(io.BytesIO(data)) as image:  # a fresh one: PNG's verify() must come first
+                if image.format == "PNG":
+                    image.verify()
+                    return
+                if image.format == "JPEG":
+                    image.draft("RGB", (max(1, image.width // 8), max(1, image.height // 8)))
+                image.load()
+    except Exception as error:  # whatever a decoder raises on a damaged file (OSError, SyntaxError, struct.error, ...)
+        detail = "it ends early (truncated)" if "truncated" in str(error).lower() else f"it is damaged ({error})"
+        raise MediaError(f"{name} is not a whole {kind} image: {detail}; export it again") from None
+
+
+def read_media(path: str, name: str, size: int, mtime_ns: int) -> MediaFile:
+    """Read one image: its digest, dimensions (as shown, after its EXIF orientation) and media type, or raise MediaError."""
+    if size > MAX_MEDIA_SIZE:
+        raise MediaError(f"{name} is {size:,} bytes, more than {MAX_MEDIA_SIZE:,}; publish a smaller image")
+    data = read_picture(path, name)
+    expected = MEDIA_TYPES[os.path.splitext(name)[1].lower()]
+    kind = expected.split("/")[1].upper()
+    try:
+        # Pillow's own bomb guard (a warning above 89.5 MP, an error above twice that) would hide
+        # the size: the header is read without it, and MAX_PIXELS (lower) decides before any decoding
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", PillowImage.DecompressionBombWarning)
+            image = PillowImage.open(io.BytesIO(data))
+    except PillowImage.DecompressionBombError as error:
+        raise MediaError(f"{name} is {_declared(error)}, more than {MAX_PIXELS:,}; publish a smaller image") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+        raise MediaError(f"{name} is not a readable {kind} image; export it again") from None
+    with image:
+        width, height = image.size
+        found = PillowImage.MIME.get(image.format or "", "")
+        if found != expected:
+            raise MediaError(f"{name} is {found or 'not'} an image of the type its name says ({expected}); rename or convert it")
+        if width * height > MAX_PIXELS:
+            raise MediaError(
+                f"{name} is {width:,}x{height:,} pixels ({width * height:,}), more than {MAX_PIXELS:,}; publish a smaller image"
+            )
+        with contextlib.suppress(Exception):  # a damaged EXIF block: the picture is shown as stored
+            if image.getexif().get(_EXIF_ORIENTATION) in _QUARTER_TURNS:
+                width, height = height, width
+    _decoded(data, name, kind)
     return MediaFile(name, hashlib.sha256(data).hexdigest(), len(data), mtime_ns, width, height, expected)
+
+
+def _declared(error: Exception) -> str:
+    """Return the pixel count Pillow's bomb error declares ("Image size (N pixels) exceeds ..."), as words."""
+    found = re.search(r"\((\d+) pixels\)", str(error))
+    return f"{int(found.group(1)):,} pixels" if found else "too many pixels"
 
 
 @dataclass

@@ -14,6 +14,7 @@ from datetime import UTC, datetime, tzinfo
 from typing import Protocol
 from urllib.parse import quote, urlsplit
 
+from .problems import ContentError, Problem
 from .urls import entry_path, entry_slug, media_path
 
 # XML 1.0 §2.2: characters outside the Char production (C0 controls but tab/newline/CR, lone
@@ -27,8 +28,26 @@ _BMP_ILLEGAL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\ufd
 _ASTRAL_NONCHARACTERS = re.compile(f"[{_NONCHARACTERS}]")
 
 
+# Characters a URL may not hold as typed (RFC 3986 §2: outside its character set; WHATWG URL strips
+# tab/CR/LF before parsing, so urlsplit says a URL with a line break in it is fine). Written into a
+# robots.txt line, an HTML attribute or a Location header, each would break out of it.
+_URL_UNSAFE = re.compile(r"[\x00-\x20\x7f-\x9f\s\"'<>\\^`{|}\u061c\u200b-\u200f\u202a-\u202e\u2060-\u206f\ufeff]")
+
+
+def url_problem(url: str) -> str | None:
+    """Say what makes ``url`` unusable as written (a control character, a space, a quote, an angle bracket), or None."""
+    found = _URL_UNSAFE.search(url)
+    if found is None:
+        return None
+    character = found.group()
+    name = unicodedata.name(character, "") or {"\n": "line break", "\r": "carriage return", "\t": "tab"}.get(character, "control character")
+    return f"holds {name.lower()} (U+{ord(character):04X}) at character {found.start() + 1}; remove it or percent-encode it"
+
+
 def is_absolute_http_url(url: str) -> bool:
-    """Tell whether ``url`` is an absolute http(s) URL without query or fragment."""
+    """Tell whether ``url`` is an absolute http(s) URL without query or fragment, with no character a URL may not hold."""
+    if url_problem(url) is not None:
+        return False
     parts = urlsplit(url)
     return parts.scheme in ("http", "https") and bool(parts.netloc) and not parts.query and not parts.fragment
 
@@ -325,6 +344,21 @@ def release(content: Content, now: datetime) -> Content:
     any moment between the same two publication dates serves the same bytes under the same version.
     """
     everything = content.entries + content.scheduled
+    # a change dated later than now (on a published entry) would put feed and sitemap dates in the future
+    early = [entry for entry in everything if entry.published <= now < entry.updated]
+    if early:
+        raise ContentError(
+            [
+                Problem(
+                    entry.source,
+                    "updated",
+                    f"{entry.updated.isoformat()} is later than now ({now.replace(microsecond=0).isoformat()}); "
+                    "set it to when the change was made, or leave it out (to publish later, set 'date')",
+                )
+                for entry in early
+            ],
+            retry_at=min(entry.updated for entry in early),
+        )
     if not any(entry.published > now for entry in everything):
         if not content.scheduled:
             return content
@@ -336,17 +370,46 @@ def release(content: Content, now: datetime) -> Content:
     return replace(content, entries=out, scheduled=waiting, version=version)
 
 
-_TAG_SEPARATORS = re.compile(r"[\W_]+")
+# Arabic harakat and Quranic marks (U+064B-U+065F, U+0670, U+06D6-U+06ED): optional vowel signs, written
+# or left out at will, so "عَرَبِي" and "عربي" are one word and one tag (as Arabic search engines treat them)
+_OPTIONAL_MARKS = frozenset([*range(0x064B, 0x0660), 0x0670, *range(0x06D6, 0x06EE)])
+_JOINERS = frozenset("\u200c\u200d")  # ZWNJ/ZWJ: part of Persian and Indic spelling (and of emoji), never a separator
 
 
 @functools.lru_cache(maxsize=4096)  # a site has few tags, used by thousands of entries, slugged at every build
 def tag_slug(label: str) -> str:
-    """Return the URL slug of a tag: Unicode letters and digits kept (NFKC, case-folded), everything else one hyphen.
+    """Return the URL slug of a tag: Unicode letters, marks and digits kept (NFKC, case-folded), anything else one hyphen.
 
     "Climate Change", "climate-change" and "CLIMATE  change!" are one tag; "Zürich" stays "zürich"
-    (percent-encoded in URLs), so no language loses its words. Empty when the label has no letter or digit.
+    (percent-encoded in URLs), so no language loses its words. Combining marks belong to their
+    letter (Python's ``\\w`` drops them: "हिंदी" would become "ह-द", and "हंद" the same tag); Arabic
+    vowel marks are left out, and joiners dropped. Empty when the label has no letter or digit.
     """
-    return _TAG_SEPARATORS.sub("-", unicodedata.normalize("NFKC", label).casefold()).strip("-")
+    characters = []
+    for character in unicodedata.normalize("NFKC", label).casefold():
+        if ord(character) in _OPTIONAL_MARKS or character in _JOINERS:
+            continue
+        kind = unicodedata.category(character)[0]
+        if kind in "LN" or (kind == "M" and characters and characters[-1] != "-"):
+            characters.append(character)
+        elif characters and characters[-1] != "-":
+            characters.append("-")
+    slug = "".join(characters).strip("-")
+    return slug if any(unicodedata.category(c)[0] in "LN" for c in slug) else ""
+
+
+# Invisible characters that reorder or hide text (bidi embeddings, overrides, isolates and marks;
+# zero-width space, word joiner, BOM, soft hyphen): a tag shown with them can read as another
+# word, or differ from its twin unseen. ZWNJ/ZWJ stay where they join two letters (Persian, Indic, emoji).
+_INVISIBLE = re.compile("[\u00ad\u061c\u180e\u200b\u200e\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]")
+_LOOSE_JOINER = re.compile("(?<![^\\W\\d_])[\u200c\u200d]|[\u200c\u200d](?![^\\W\\d_])")
+
+
+def visible_label(label: str) -> str:
+    """Return a label without the invisible characters that could disguise it, its spaces collapsed."""
+    if label.isascii():
+        return " ".join(label.split())
+    return " ".join(_LOOSE_JOINER.sub("", _INVISIBLE.sub("", label)).split())
 
 
 def tag_labels(entries: tuple[Entry, ...]) -> dict[str, str]:

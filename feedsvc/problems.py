@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import reprlib
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 MESSAGE_LIMIT = 400  # characters of one problem message: a hostile value cannot make a megabyte of log or /healthz
@@ -30,12 +31,13 @@ class Problem:
 class ContentError(Exception):
     """The content folder cannot be published; ``problems`` says where and why."""
 
-    def __init__(self, problems: list[Problem]):
+    def __init__(self, problems: list[Problem], retry_at: datetime | None = None):
         self.problems = tuple(problems)
+        self.retry_at = retry_at  # the problems are over at this moment (a date that is in the future until then)
         super().__init__("\n".join(map(str, self.problems)))
 
     def __reduce__(self):  # raised in a worker process, it crosses back with its problems intact
-        return ContentError, (list(self.problems),)
+        return ContentError, (list(self.problems), self.retry_at)
 
 
 _QUOTE = reprlib.Repr()

@@ -17,6 +17,7 @@ from datetime import datetime
 from functools import cache
 from importlib import resources
 
+from . import identity
 from .feeds import (
     ATOM_TYPE,
     JSON_FEED_TYPE,
@@ -38,6 +39,7 @@ from .indexes import (
     render_sitemap_index,
 )
 from .markdown import shorten
+from .media import MediaError, read_picture
 from .models import Content, Entry, EntryPages, MediaFile, by_period, tag_labels
 from .pages import (
     ArchiveMonth,
@@ -251,9 +253,20 @@ class Publication:
 
 
 def subscription_topics(publication: Publication) -> dict[str, str]:
-    """Return the absolute URL and entity tag of every subscription feed (a WebSub hub's topics)."""
+    """Return the absolute URL and entity tag of every subscription feed (a WebSub hub's topics).
+
+    A tag's feeds are rendered on request: a digest of what they are made from (and of the code
+    that renders them) stands for their entity tag, so a hub hears of every change without them
+    being rendered.
+    """
     site = publication.content.site
-    return {site.url(path): publication.documents[path].etag for path in publication.subscription_feeds}
+    topics = {}
+    for path in publication.subscription_feeds:
+        found = publication.documents.get(path)
+        topics[site.url(path)] = (
+            found.etag if found is not None else f'"inputs-{identity.with_code(str(publication.input_key(path)))[:32]}"'
+        )
+    return topics
 
 
 @dataclass(frozen=True)
@@ -383,10 +396,9 @@ def _html_archives(
 
 def _media_document(folder: str, media: MediaFile) -> Representation | None:
     """Read a content folder image for its hashed URL; None when the file no longer has those bytes."""
-    try:
-        with open(os.path.join(folder, media.name), "rb") as file:
-            data = file.read(media.size + 1)
-    except OSError:
+    try:  # non-blocking, a regular file of its size: a FIFO put in its place is refused at once, never waited on
+        data = read_picture(os.path.join(folder, media.name), media.name, media.size)
+    except MediaError:
         return None
     if hashlib.sha256(data).hexdigest() != media.digest:
         return None  # replaced since this version was built: the next version names the new bytes
@@ -567,8 +579,10 @@ def build_publication(
     for spec in specs:
         paths = _feed_paths(spec)
         feed_specs.update(dict.fromkeys(paths, spec))
-        if spec.history.is_archive:
-            continue  # rendered on request; the ones the version before had rendered are carried over below
+        if spec.history.is_archive or spec.path_prefix.startswith(TAGS):
+            # rendered on request (a site has as many tags as editors type: with the version, each tag's three
+            # feeds cost every version and worker); the ones the version before had rendered are carried over below
+            continue
         earlier_spec = previous.feed_specs.get(paths[0]) if previous is not None else None
         if earlier_spec is not None and earlier_spec.same_input(spec):
             reused = {p: previous.cached(p) for p in paths}

@@ -8,6 +8,7 @@ put a section's documents among the site's own are refused by the site file's ch
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -22,6 +23,7 @@ TAGS = "/tags/"
 FEED_FILES = ("feed.xml", "atom.xml", "feed.json")  # a feed's three documents, beside each other
 # First path segments the site's own documents use: a section's key becomes a segment of its own
 # documents (/<key>/feed.xml, /<key>/archive/), so it may not be one of these.
+MAX_SEGMENT_BYTES = 255  # a path segment is a file or folder name in an export (ext4, APFS, NTFS: 255 bytes at most)
 RESERVED = frozenset({"posts", "tags", "archive", "media", "static", "sitemaps", "healthz"})
 
 
@@ -44,7 +46,22 @@ def media_path(name: str, digest: str) -> str:
     """
     folder, _, base = name.removeprefix("media/").rpartition("/")
     stem, dot, suffix = base.rpartition(".")
-    return f"/media/{folder + '/' if folder else ''}{stem}.{digest[:12]}{dot}{suffix}"
+    folders = "".join(_url_safe(part) + "/" for part in folder.split("/") if folder)
+    return f"/media/{folders}{_url_safe(stem)}.{digest[:12]}{dot}{_url_safe(suffix)}"
+
+
+_URL_UNSAFE_RUN = re.compile(r"[^A-Za-z0-9._~-]+")
+_NAME_IN_URL = 100  # characters of a picture's name its URL keeps (a path segment must fit a file name: 255 bytes)
+
+
+def _url_safe(part: str) -> str:
+    """Return a file or folder name as a URL segment that needs no escaping anywhere ("Le café?.jpg" -> "Le-caf-.jpg").
+
+    Picture URLs carry the bytes' digest, so the name is only a hint to readers: characters a URL
+    would have to escape (``?``, ``#``, ``%``, spaces, line breaks, other scripts) become hyphens
+    rather than links that break in one reader or another.
+    """
+    return _URL_UNSAFE_RUN.sub("-", part)[:_NAME_IN_URL].strip("-") or "picture"
 
 
 def asset_path(name: str, digest: str) -> str:
@@ -116,11 +133,20 @@ class PathTable:
     problems: list[Problem] = field(default_factory=list)
 
     def add(self, paths: Iterable[str], source: Source) -> None:
-        """Register ``paths`` as made by ``source``."""
+        """Register ``paths`` as made by ``source``; a path segment too long for a file name is a problem too."""
         for path in paths:
             earlier = self.sources.setdefault(path, source)
             if earlier is not source:
                 self._clash(path, earlier, source)
+            if len(path) > MAX_SEGMENT_BYTES // 4 and (longest := max(len(part.encode()) for part in path.split("/"))) > MAX_SEGMENT_BYTES:
+                self.problems.append(
+                    Problem(
+                        source.file,
+                        source.field,
+                        f"{source.what} would be at a path with a segment of {longest} bytes, more than {MAX_SEGMENT_BYTES} "
+                        "(a file name in an export); shorten it",
+                    )
+                )
 
     def add_entries(self, pages: Iterable[str], source_of) -> None:
         """Check entry pages (held by slug, never listed: 100,000 paths) against every path registered: each clash is a problem."""

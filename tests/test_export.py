@@ -18,6 +18,7 @@ import pytest
 
 from bench.generate_content import generate
 from feedsvc.export import export_publication, file_for
+from feedsvc.problems import ContentError
 from feedsvc.publication import build_publication
 from feedsvc.source.loader import load_content
 from tests.conftest import ROOT, require, write_entry
@@ -78,8 +79,10 @@ def test_a_failed_export_leaves_the_previous_one_whole(tmp_path, content_dir, mo
         return real_write(*args)
 
     monkeypatch.setattr(feedsvc.export, "_write", failing_write)
-    with pytest.raises(OSError):
+    with pytest.raises(ContentError) as failed:  # a problem naming the document (build prints it), not a traceback
         export_publication(publication, tmp_path / "site")
+    (problem,) = failed.value.problems
+    assert problem.file == "(build)" and problem.field.startswith("/") and "No space left on device" in problem.message
     assert sorted(p.relative_to(tmp_path) for p in (tmp_path / "site").rglob("*")) == before
     exports = [p.name for p in tmp_path.iterdir() if p.is_dir() and p.name.startswith(".site.")]
     assert exports == [(tmp_path / "site").resolve().name]  # no partial export left behind

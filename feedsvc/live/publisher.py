@@ -157,6 +157,7 @@ class Publisher:
         self._lock = threading.Lock()  # one reload at a time
         self._stop = threading.Event()
         self.error: ContentError | None = None
+        self._retry_at: datetime | None = None  # when the folder's problems are over by themselves (``ContentError.retry_at``)
         self.current: Publication | None = None
         self.watch_error: str | None = None  # why the watcher is not watching, when it is not
         self._watcher: threading.Thread | None = None
@@ -251,7 +252,7 @@ class Publisher:
         self._loaded, self._loaded_files = loaded, self._parsed.files
         self._kept = (kept.version, self._parsed.files)
         self._fingerprint = None  # whatever the folder holds is looked at again on the next change
-        self.error = error
+        self.error, self._retry_at = error, error.retry_at
         log.error(
             "content in %s cannot be published; serving the last good version %s:\n%s",
             self.directory,
@@ -322,6 +323,10 @@ class Publisher:
         due = None if self.current is None else self.current.content.next_release
         return due is not None and self._now() >= due
 
+    def retry_due(self) -> bool:
+        """Tell whether the folder's problems were to be over by now (an ``updated`` that was later than the clock)."""
+        return self._retry_at is not None and self._now() >= self._retry_at
+
     def _build(self, seen: tuple, loaded: Content, quiet: Callable[[], bool] | None = None) -> Publication | None:
         """Build the version the folder has now, or return None when it is the version already served (a touch)."""
         content = release(loaded, self._now())
@@ -361,7 +366,7 @@ class Publisher:
                     scan = self._look(events)
                     seen = _signature(self.directory, scan)
                     # racy files: their stat may not show an edit, so an unchanged look proves nothing
-                    releasing = seen == self._fingerprint and not scan.racy
+                    releasing = seen == self._fingerprint and not scan.racy and not self.retry_due()
                     if releasing and not self.release_due():
                         return False
                     if releasing:
@@ -471,12 +476,14 @@ class Publisher:
         if seen is not None:
             self._fingerprint = seen  # retried on the next change, not in a busy loop
         self.error = error
+        self._retry_at = error.retry_at  # or when the problem is over by itself (a date that was in the future)
 
     def _fixed(self, seen: tuple) -> None:
         if self.error is not None:
             log.info("content problems fixed")
         self._fingerprint = seen
         self.error = None
+        self._retry_at = None
         self.loaded_at = datetime.now(UTC)
 
     def _swap(self, seen: tuple, publication: Publication, fixed: bool = True) -> bool:
@@ -560,7 +567,7 @@ class Publisher:
                         log.info("content folder %s now names %s: watching it", self.directory, os.path.realpath(self.directory))
                         return
                     now = time.monotonic()
-                    if changed or self.release_due():  # scheduled entries go live within a poll
+                    if changed or self.release_due() or self.retry_due():  # scheduled entries go live within a poll
                         self.refresh(events)
                     elif now - checked > SAFETY_NET_SECONDS:
                         trim_heap()  # what documents rendered on request since have freed, too

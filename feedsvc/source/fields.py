@@ -18,9 +18,9 @@ from dateutil import parser as date_parser
 
 from ..markdown import shorten
 from ..media import resolve
-from ..models import Author, Section, Site, is_absolute_http_url, strip_xml_illegal, tag_slug
+from ..models import Author, Section, Site, is_absolute_http_url, strip_xml_illegal, tag_slug, url_problem, visible_label
 from ..problems import Problem, quote
-from ..urls import RESERVED
+from ..urls import MAX_SEGMENT_BYTES, RESERVED
 from .scan import SITE_FILE
 
 _SLUG = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
@@ -61,10 +61,15 @@ def _required_text(value: Any) -> str:
     return text
 
 
+MAX_SLUG_LENGTH = 200  # a slug is a folder name of an export (at most 255 bytes) and part of every link to it
+
+
 def _slug(value: Any) -> str:
     slug = _text(value)
     if not _SLUG.match(slug):
         raise _FieldError(f"{quote(slug)} is not a slug; use lowercase letters, digits and single hyphens")
+    if len(slug) > MAX_SLUG_LENGTH:
+        raise _FieldError(f"is {len(slug)} characters long, more than {MAX_SLUG_LENGTH}; use a shorter slug")
     return slug
 
 
@@ -82,6 +87,7 @@ def _uri_id(value: Any) -> str:
 def _image_reference(value: Any) -> str:
     reference = _required_text(value)
     if "://" in reference:
+        _url_characters(reference)
         if not reference.startswith("https://") or not is_absolute_http_url(reference):
             raise _FieldError(f"{quote(reference)} is not an absolute https URL; use https://..., or a file such as 'media/harbour.jpg'")
         return reference
@@ -103,6 +109,8 @@ def _author(value: Any) -> Author:
     if value.get("name") is None:
         raise _FieldError("needs a name, e.g. '{name: Ada Lovelace, url: https://example.com/ada}'")
     author = Author(_required_text(value["name"]), _text(value.get("url") or ""), _text(value.get("email") or ""))
+    if author.url and url_problem(author.url) is not None:
+        raise _FieldError(f"url {quote(author.url)} of {quote(author.name)} {url_problem(author.url)}")
     if author.url and not is_absolute_http_url(author.url):
         raise _FieldError(f"url {quote(author.url)} of {quote(author.name)} is not an absolute http(s) URL")
     if author.email and not _EMAIL.match(author.email):
@@ -123,14 +131,31 @@ def _authors(value: Any) -> tuple[Author, ...]:
     return tuple(authors)
 
 
+# Every tag of an entry is an element of every feed that carries the entry, and each tag has feeds of
+# its own: 1,000 tags on one post made 3,000 feeds of 1,000 categories each (minutes of CPU, 300 MB).
+# News sites use a handful per story; 50 is generous, and keeps the work per entry small.
+MAX_TAGS = 50
+MAX_TAG_LENGTH = 100  # characters: a tag is a label, linked on every page that shows it
+
+
 def _tags(value: Any) -> tuple[str, ...]:
     items = value if isinstance(value, list) else [value]
+    if len(items) > MAX_TAGS:
+        raise _FieldError(f"has {len(items)} tags, more than {MAX_TAGS}; keep the ones a reader would follow")
     tags: dict[str, str] = {}  # slug -> the first spelling: two spellings of one tag count once
     for item in items:
-        label = " ".join(_required_text(item).split())
-        if not tag_slug(label):
+        label = visible_label(_required_text(item))
+        slug = tag_slug(label)
+        if not slug:
             raise _FieldError(f"tag {quote(label)} has no letter or digit; a tag needs a word to link to")
-        tags.setdefault(tag_slug(label), label)
+        if len(label) > MAX_TAG_LENGTH:
+            raise _FieldError(f"tag {quote(label)} is {len(label):,} characters long, more than {MAX_TAG_LENGTH}; shorten it")
+        if len(slug.encode()) > MAX_SEGMENT_BYTES:
+            raise _FieldError(
+                f"tag {quote(label)} makes a URL segment of {len(slug.encode())} bytes, more than {MAX_SEGMENT_BYTES} "
+                "(a file name in an export); shorten it"
+            )
+        tags.setdefault(slug, label)
     return tuple(tags.values())
 
 
@@ -172,8 +197,16 @@ def _timezone(value: Any) -> tzinfo:
         raise _FieldError(f"{quote(name)} is not an IANA time zone; use a name such as 'UTC' or 'Europe/London'") from None
 
 
+def _url_characters(url: str) -> str:
+    """Return ``url``, or raise naming the character a URL may not hold (before any other check: urlsplit hides line breaks)."""
+    problem = url_problem(url)
+    if problem is not None:
+        raise _FieldError(f"{quote(url)} {problem}")
+    return url
+
+
 def _base_url(value: Any) -> str:
-    url = _required_text(value).rstrip("/")
+    url = _url_characters(_required_text(value)).rstrip("/")
     if not is_absolute_http_url(url):
         raise _FieldError(f"{quote(url)} is not an absolute http(s) URL such as 'https://news.example.com'")
     return url

@@ -28,7 +28,18 @@ from ..media import MediaError, MediaLibrary, resolve
 from ..models import Content, Entry, Heading, Image, MediaFile, Site, sort_newest_first
 from ..problems import ContentError, Problem, quote
 from ..urls import entry_path
-from .fields import _SLUG, SITE_DEFAULTS, SITE_FIELDS, _convert, _decode, _entry_fields, _FieldError, _parse_yaml, split_front_matter
+from .fields import (
+    _SLUG,
+    MAX_SLUG_LENGTH,
+    SITE_DEFAULTS,
+    SITE_FIELDS,
+    _convert,
+    _decode,
+    _entry_fields,
+    _FieldError,
+    _parse_yaml,
+    split_front_matter,
+)
 from .scan import ENTRY_SUFFIX, RACY, SITE_FILE, ContentFile, FolderScan, read_limited, scan_folder
 
 
@@ -97,6 +108,10 @@ def _parse_entry(
     slug = values.get("slug") or stem
     if "slug" not in values and not _SLUG.match(slug):
         problems.append(Problem(name, "slug", f"file name {stem!r} is not a slug; rename the file or add 'slug: some-words'"))
+    elif "slug" not in values and len(slug) > MAX_SLUG_LENGTH:
+        problems.append(
+            Problem(name, "slug", f"file name is {len(slug)} characters long, more than {MAX_SLUG_LENGTH}; add a shorter 'slug:'")
+        )
     published, updated = values.get("date"), values.get("updated", values.get("date"))
     if published and updated and updated < published:
         problems.append(Problem(name, "updated", "is earlier than date; an entry cannot change before it is published"))
