@@ -21,7 +21,7 @@ from .markdown import shorten
 from .models import release
 from .nginx import static_site_config
 from .problems import ContentError, Problem
-from .publication import Publication, build_publication
+from .publication import Publication, build_publication, redirects_of
 from .source.fields import SITE_DEFAULTS
 from .source.loader import load_content, load_site
 from .state import Store, default_state_dir, namespace_of
@@ -341,14 +341,14 @@ def nginx_config(args: argparse.Namespace) -> int:
     """Print the nginx directives that serve a static export of this site like the live service."""
     try:
         config = config_from_env()
-        site = load_content(args.content, site_overrides(config)).site
+        content = release(load_content(args.content, site_overrides(config)), datetime.now(UTC))
     except ConfigError as error:
         print(f"environment: {error}", file=sys.stderr)
         return 1
     except ContentError as error:
         _report(args.content, error.problems)
         return 1
-    sys.stdout.write(static_site_config(site, config.get("HUB_URL")))
+    sys.stdout.write(static_site_config(content.site, config.get("HUB_URL"), redirects_of(content)))
     return 0
 
 

@@ -362,7 +362,7 @@ def _export(publication: Publication, destination: Path, progress, store: Store 
     workspaces = (destination.with_name(f".{destination.name}.a"), destination.with_name(f".{destination.name}.b"))
     served = Path(os.path.realpath(destination)) if destination.is_symlink() else None
     target = workspaces[1] if served == workspaces[0] else workspaces[0]
-    paths = sorted(publication.paths())
+    paths = sorted(publication.paths() - publication.moved.keys())  # redirects are the web server's (nginx-config), not files
     keys = {path: _keyed(publication.input_key(path)) for path in paths} if store is not None else {}
     record = store.exports.exported(str(served)) if store is not None and served in workspaces else {}
     if record:  # what the served export holds is known: few changes are made to it in place

@@ -88,6 +88,7 @@ class Site:
     max_file_size: int = 1024 * 1024  # bytes a content file may have (larger ones are a problem, never read)
     feed_content: str = "full"  # "full": feeds carry each body; "summary": only summaries (readers visit the page)
     date_order: str | None = None  # how dates of numbers only are written: "DMY", "MDY" (None: only unambiguous ones)
+    redirects: tuple[tuple[str, str], ...] = ()  # (old path, new path): moved for good, answered with a 308
 
     def url(self, path: str) -> str:
         """Return the absolute URL of a site path such as ``/feed.xml`` (a tag's letters percent-encoded, RFC 3987 §3.1)."""
@@ -231,6 +232,7 @@ class Entry:
     headings: tuple[Heading, ...] = field(default=(), compare=False)
     media: tuple[MediaFile, ...] = ()  # every content folder image the entry shows (its image and the body's)
     draft: bool = False
+    aliases: tuple[str, ...] = ()  # paths the entry was published at before: each answers 308 to its page
     # derived once, not at each of the several passes of every build over 100,000 entries:
     day: str = field(init=False, repr=False, compare=False)  # the UTC day of publication (YYYY-MM-DD): its archive documents
 
@@ -402,14 +404,23 @@ def tag_slug(label: str) -> str:
 # zero-width space, word joiner, BOM, soft hyphen): a tag shown with them can read as another
 # word, or differ from its twin unseen. ZWNJ/ZWJ stay where they join two letters (Persian, Indic, emoji).
 _INVISIBLE = re.compile("[\u00ad\u061c\u180e\u200b\u200e\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]")
-_LOOSE_JOINER = re.compile("(?<![^\\W\\d_])[\u200c\u200d]|[\u200c\u200d](?![^\\W\\d_])")
+
+
+def _joins(before: str, after: str) -> bool:
+    """Tell whether a ZWNJ/ZWJ between these two characters is spelling: letters and marks (a virama), or emoji."""
+    return all(unicodedata.category(c)[0] in "LM" or unicodedata.category(c) == "So" for c in (before, after))
 
 
 def visible_label(label: str) -> str:
     """Return a label without the invisible characters that could disguise it, its spaces collapsed."""
     if label.isascii():
         return " ".join(label.split())
-    return " ".join(_LOOSE_JOINER.sub("", _INVISIBLE.sub("", label)).split())
+    text = _INVISIBLE.sub("", label)
+    if "\u200c" in text or "\u200d" in text:
+        text = "".join(
+            c for at, c in enumerate(text) if c not in _JOINERS or (0 < at < len(text) - 1 and _joins(text[at - 1], text[at + 1]))
+        )
+    return " ".join(text.split())
 
 
 def tag_labels(entries: tuple[Entry, ...]) -> dict[str, str]:

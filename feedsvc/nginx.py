@@ -8,6 +8,8 @@ deploy/nginx-static.conf is this output for the bundled content (a test keeps th
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from .export import NOT_FOUND_FILE
 from .indexes import OPML_TYPE, ROBOTS_TYPE, SITEMAP_TYPE
 from .media import MEDIA_TYPES
@@ -35,8 +37,11 @@ def _add_headers(headers: Headers, indent: str = "    ") -> list[str]:
     return [f"{indent}add_header {name} {_quote(value)} always;" for name, value in headers]
 
 
-def static_site_config(site: Site, hub_url: str | None = None) -> str:
-    """Return the nginx directives (for inside a ``server`` block, after ``root EXPORT;``) that serve an export."""
+def static_site_config(site: Site, hub_url: str | None = None, redirects: Mapping[str, str] | None = None) -> str:
+    """Return the nginx directives (for inside a ``server`` block, after ``root EXPORT;``) that serve an export.
+
+    ``redirects`` (old path -> new path: ``publication.redirects_of``) answer 308 as the service does.
+    """
     page_headers = (("Cache-Control", FEED_CACHE.format(max_age=site.max_age)), *HTML_SECURITY_HEADERS)
     feed_headers = (("Cache-Control", FEED_CACHE.format(max_age=site.max_age)), *FEED_HEADERS)
     lines = [
@@ -119,4 +124,13 @@ def static_site_config(site: Site, hub_url: str | None = None) -> str:
                 f'    add_header Link \'<{hub_url}>; rel="hub", <{site.base_url}$self_path>; rel="self"\' always;',
             ]
         lines.append("}")
+    if redirects:
+        lines += ["", "# moved for good (the site file's redirects, the entries' aliases): the service's 308"]
+        for old, new in sorted(redirects.items()):  # paths hold no quote, ';', '$' or control character (fields._site_path)
+            lines += [
+                f'location = "{old}" {{',
+                *_add_headers(page_headers),
+                f'    return 308 "{site.url(new)}";',
+                "}",
+            ]
     return "\n".join(lines) + "\n"

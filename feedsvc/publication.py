@@ -8,10 +8,11 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
+import html
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cache
@@ -40,7 +41,7 @@ from .indexes import (
 )
 from .markdown import shorten
 from .media import MediaError, read_picture
-from .models import Content, Entry, EntryPages, MediaFile, by_period, tag_labels
+from .models import Content, Entry, EntryPages, MediaFile, Site, by_period, tag_labels
 from .pages import (
     ArchiveMonth,
     FeedLink,
@@ -172,6 +173,7 @@ class Publication:
     # other documents rendered on request; None when the document is gone (an image replaced since the version was built)
     renderers: Mapping[str, Callable[[], Representation | None]] = field(default_factory=dict)
     feeds: Mapping[str, FeedSpec] = field(default_factory=dict)  # every feed spec by its path prefix
+    moved: Mapping[str, str] = field(default_factory=dict)  # old path -> new path (``redirects_of``): 308s among the documents
 
     @property
     def version(self) -> str:
@@ -501,6 +503,57 @@ def _opml(content: Content, subscriptions: Mapping[str, FeedSpec]) -> bytes:
     return render_opml(site, groups, subscriptions[""].updated)
 
 
+def redirects_of(content: Content) -> dict[str, str]:
+    """Return old path -> new path of every permanent redirect: the site file's ``redirects``, each published entry's ``aliases``."""
+    moved = dict(content.site.redirects)
+    for entry in content.entries:  # a draft's or a scheduled entry's aliases lead nowhere yet
+        moved.update(dict.fromkeys(entry.aliases, entry.path))
+    return moved
+
+
+def _redirect(site: Site, path: str, cache_control: str) -> Representation:
+    """A 308 to ``path`` (RFC 9110 §15.4.9: permanent, the method kept), with a line for people whose client does not follow it."""
+    url = site.url(path)
+    body = f'<!doctype html>\n<html lang="{html.escape(site.language)}"><title>Moved</title><p>Moved to <a href="{html.escape(url)}">{html.escape(url)}</a>.</p></html>\n'
+    return build_representation(
+        body.encode(),
+        HTML_TYPE,
+        cache_control=cache_control,
+        extra_headers=(("Location", url), *HTML_SECURITY_HEADERS),
+        status="308 Permanent Redirect",
+    )
+
+
+def _redirect_sources(content: Content) -> Iterator[tuple[str, str, Source]]:
+    """Yield (old path, new path, where it is written) for every redirect, repeats included (the path table names them)."""
+    for old, new in content.site.redirects:
+        yield old, new, Source("site.yaml", "redirects", f"the redirect {old} -> {new}")
+    for entry in content.entries:
+        for alias in entry.aliases:
+            yield alias, entry.path, Source(entry.source, "aliases", f"the alias {alias} of {entry.path}")
+
+
+def _check_redirects(content: Content, moved: Mapping[str, str], served: Callable[[str], bool]) -> None:
+    """Refuse a redirect from a path that is served or redirected elsewhere, to a path that is redirected again, or to nothing."""
+    table = PathTable()
+    problems = []
+    for old, new, source in _redirect_sources(content):
+        table.add([old], source)
+        if served(old):
+            problems.append(
+                Problem(source.file, source.field, f"{source.what} would hide the document this site serves at {old}; remove it")
+            )
+        elif new in moved and not served(new):  # (a redirect from a served path is that path's problem, above)
+            problems.append(
+                Problem(source.file, source.field, f"{source.what} chains to the redirect {new} -> {moved[new]}; lead to {moved[new]}")
+            )
+        elif not served(new):
+            hint = f"; did you mean {new}/?" if served(new + "/") else ""
+            problems.append(Problem(source.file, source.field, f"{source.what} leads to {new}, which this site does not serve{hint}"))
+    if table.problems or problems:
+        raise ContentError([*table.problems, *problems])
+
+
 def _check_paths(
     content: Content,
     specs: Iterable[FeedSpec],
@@ -645,7 +698,11 @@ def build_publication(
         render_not_found(context), HTML_TYPE, cache_control="no-store", extra_headers=HTML_SECURITY_HEADERS, status="404 Not Found"
     )
     subscription_paths = tuple(path for spec in subscriptions.values() for path in _feed_paths(spec))
+    moved = redirects_of(content)
+    served = [documents, pages, feed_specs, on_request]
     _check_paths(content, specs, tagged, labels, documents, archive_months, tag_pages, images, pages)
+    _check_redirects(content, moved, lambda path: any(path in found for found in served))
+    documents.update({old: _redirect(site, new, cache_control) for old, new in moved.items()})
     return Publication(
         content,
         _stamped(documents, stamp),
@@ -659,4 +716,5 @@ def build_publication(
         rendered,
         on_request,
         {spec.path_prefix: spec for spec in specs},
+        moved,
     )

@@ -170,8 +170,9 @@ def test_nginx_serves_the_export_like_the_live_service(tmp_path, content_dir, ex
                     live_status, live_headers, live_body = fetch(live + path, headers)
                     static_status, static_headers, static_body = fetch(static + path, headers)
                     assert static_status == live_status, path
-                    if live_status == 308:
-                        assert static_headers["Location"] == live_headers["Location"] == f"{live}{path}/"
+                    if live_status == 308:  # a trailing slash left out, or a redirect (an alias, a moved feed URL)
+                        assert static_headers["Location"] == live_headers["Location"], path
+                        assert live_headers["Location"] in (f"{live}{path}/", f"{live}/feed.xml", f"{live}/posts/harbour-reopens/")
                         continue
                     assert static_body == live_body, path
                     for name in COMPARED_HEADERS:

@@ -451,3 +451,18 @@ def test_last_modified_is_never_later_than_date_under_a_burst_of_saves(content_d
     for etag, modified, _ in answers:
         times.setdefault(etag, set()).add(modified)
     assert all(len(found) == 1 for found in times.values())  # one time per set of bytes, whichever worker answered
+
+
+@pytest.mark.parametrize(
+    ("label", "kept"),
+    [
+        ("\u0915\u094d\u200d\u0937", "\u0915\u094d\u200d\u0937"),  # Devanagari: a virama and ZWJ ask for a half form
+        ("\U0001f469\u200d\U0001f4bb", "\U0001f469\u200d\U0001f4bb"),  # an emoji sequence
+        ("\u200dHarbour\u200c", "Harbour"),  # joining nothing: invisible, so gone
+        ("Har\u00adbour\u2060", "Harbour"),  # soft hyphen, word joiner
+    ],
+)
+def test_joiners_stay_only_where_they_join(label, kept):
+    from feedsvc.models import visible_label
+
+    assert visible_label(label) == kept

@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from typing import Any
+from urllib.parse import unquote
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
@@ -205,6 +206,35 @@ def _url_characters(url: str) -> str:
     return url
 
 
+MAX_PATH_LENGTH = 1024  # characters of a path an alias or a redirect names
+
+
+def _site_path(value: Any) -> str:
+    """Accept a path of this site as it follows the host ("/2025/07/07/old-slug/"), percent-encoded or not; return it decoded."""
+    written = _url_characters(_required_text(value))
+    path = unquote(written)  # as a request names it (WSGI's PATH_INFO, nginx's $uri): decoded
+    if path != written:
+        _url_characters(path)  # "%0A" is a line break all the same
+    if not path.startswith("/") or "//" in path or "?" in path or "#" in path or {".", ".."} & set(path.split("/")):
+        raise _FieldError(f"{quote(written)} is not a path of this site; write it as it follows the host, such as '/2025/07/07/old-slug/'")
+    if ";" in path or "$" in path:  # a web server's configuration language takes them as syntax (nginx: the export's redirects)
+        raise _FieldError(f"{quote(written)} holds ';' or '$', which feedsvc cannot redirect from")
+    if len(path) > MAX_PATH_LENGTH:
+        raise _FieldError(f"is {len(path):,} characters long, more than {MAX_PATH_LENGTH:,}")
+    return path
+
+
+def _aliases(value: Any) -> tuple[str, ...]:
+    items = value if isinstance(value, list) else [value]
+    return tuple(dict.fromkeys(_site_path(item) for item in items))
+
+
+def _redirects(value: Any) -> tuple[tuple[str, str], ...]:
+    if not isinstance(value, Mapping):
+        raise _FieldError('must map old paths to new ones, such as {"/rss": "/feed.xml"}')
+    return tuple(sorted((_site_path(old), _site_path(new)) for old, new in value.items()))
+
+
 def _base_url(value: Any) -> str:
     url = _url_characters(_required_text(value)).rstrip("/")
     if not is_absolute_http_url(url):
@@ -374,6 +404,7 @@ SITE_FIELDS: dict[str, tuple[bool, Callable[[Any], Any]]] = {
     "max_file_size": (False, _positive_int),
     "feed_content": (False, _feed_content),
     "date_order": (False, _date_order),
+    "redirects": (False, _redirects),
 }
 SITE_DEFAULTS: dict[str, Any] = {
     "base_url": "http://127.0.0.1:8000",
@@ -404,6 +435,7 @@ def _entry_fields(site: Site) -> dict[str, tuple[bool, Callable[[Any], Any]]]:
         "authors": (False, _authors),
         "tags": (False, _tags),
         "draft": (False, _flag),
+        "aliases": (False, _aliases),
     }
 
 

@@ -160,6 +160,7 @@ def _parse_entry(
         headings=headings,
         media=tuple(media.values()),
         draft=values.get("draft", False),
+        aliases=values.get("aliases", ()),
     )
 
 
