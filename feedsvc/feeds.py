@@ -503,9 +503,11 @@ def _summary_of(entry: Entry, summary: str) -> str:
 def render_xml_feeds(spec: FeedSpec) -> tuple[bytes, bytes]:
     """Render the feed as RSS 2.0 and as Atom 1.0 (RFC 4287) from one feedgen mapping."""
     fg = _feed_generator(spec)
-    # RSS <description> is HTML to readers (as an item's is): the plain-text description goes in
-    # HTML-escaped, so "<script>" in a site's description stays words. Atom's <subtitle> is text.
-    fg.description(html.escape(spec.description, quote=False))
+    # Readers render the channel's <description> as HTML (as an item's): its angle brackets go in
+    # escaped, so "<script>" in a site's description stays words. Not its "&": the W3C validator
+    # takes the channel description for text and warns of HTML at "&amp;amp;" ("Sport & more").
+    # Atom's <subtitle> is text.
+    fg.description(spec.description.replace("<", "&lt;").replace(">", "&gt;"))
     rss = _set_links(fg, spec, "feed.xml", RSS_TYPE).rss_str(pretty=True)
     fg.subtitle(spec.description)
     atom = _set_links(fg, spec, "atom.xml", ATOM_TYPE).atom_str(pretty=True)

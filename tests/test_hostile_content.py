@@ -466,3 +466,15 @@ def test_joiners_stay_only_where_they_join(label, kept):
     from feedsvc.models import visible_label
 
     assert visible_label(label) == kept
+
+
+def test_an_ampersand_in_the_site_description_is_escaped_once_in_rss(newsroom, tmp_path):
+    """Escaping the whole description twice made "Sport & more" "&amp;amp;": the W3C validator warned of HTML in it."""
+    site = newsroom / "site.yaml"
+    site.write_text(
+        site.read_text().replace('description: "An invented town\'s news: the example newsroom of feedsvc."', 'description: "Sport & more"')
+    )
+    client = make_app(newsroom, tmp_path / "state").test_client()
+    for path in ("/feed.xml", "/news/feed.xml", "/tags/harbour/feed.xml"):
+        (description,) = etree.fromstring(client.get(path).data).xpath("/rss/channel/description/text()")
+        assert description.endswith("Sport & more"), path
