@@ -396,8 +396,7 @@ def tag_slug(label: str) -> str:
             characters.append(character)
         elif characters and characters[-1] != "-":
             characters.append("-")
-    slug = "".join(characters).strip("-")
-    return slug if any(unicodedata.category(c)[0] in "LN" for c in slug) else ""
+    return "".join(characters).rstrip("-")  # it starts with a letter or digit: a mark joins one, a hyphen follows one
 
 
 # Invisible characters that reorder or hide text (bidi embeddings, overrides, isolates and marks;

@@ -15,6 +15,7 @@ from feedsvc.feeds import FeedSpec, render_xml_feeds, site_feeds
 
 ROOT = Path(__file__).resolve().parent.parent
 BUNDLED_CONTENT = ROOT / "content"
+NEWSROOM = ROOT / "examples" / "newsroom"
 
 
 def require(condition: bool, reason: str) -> None:
@@ -103,6 +104,14 @@ def content_dir(tmp_path: Path) -> Path:
     """A writable copy of the bundled content folder."""
     target = tmp_path / "content"
     shutil.copytree(BUNDLED_CONTENT, target)
+    return target
+
+
+@pytest.fixture
+def newsroom(tmp_path: Path) -> Path:
+    """A writable copy of examples/newsroom (pictures, tags, authors, a draft, a scheduled post, redirects)."""
+    target = tmp_path / "newsroom"
+    shutil.copytree(NEWSROOM, target)
     return target
 
 

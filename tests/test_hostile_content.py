@@ -8,7 +8,6 @@ from __future__ import annotations
 import concurrent.futures
 import json
 import os
-import shutil
 import subprocess
 import sys
 import threading
@@ -28,16 +27,7 @@ from feedsvc.problems import ContentError
 from feedsvc.source.loader import load_content
 from tests.conftest import ROOT, write_entry
 from tests.servers import fetch, running_service
-from tests.test_newsroom import BASE, NEWSROOM, NS, Clock, make_app, page
-
-
-@pytest.fixture
-def newsroom(tmp_path: Path) -> Path:
-    """A writable copy of examples/newsroom (pictures, tags, authors)."""
-    target = tmp_path / "newsroom"
-    shutil.copytree(NEWSROOM, target)
-    return target
-
+from tests.test_newsroom import BASE, NS, Clock, make_app, page
 
 GOOD = 'id: "urn:example:hostile"\ntitle: Hostile\ndate: 2025-07-08T10:00:00Z\nsection: news'
 

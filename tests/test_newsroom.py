@@ -24,10 +24,9 @@ from feedsvc import create_app
 from feedsvc.models import Entry, tag_labels, tag_slug
 from feedsvc.problems import ContentError
 from feedsvc.source.loader import load_content
-from tests.conftest import ROOT, write_entry
+from tests.conftest import NEWSROOM, ROOT, write_entry
 from tests.servers import RecordingHub
 
-NEWSROOM = ROOT / "examples" / "newsroom"
 BASE = "http://127.0.0.1:8000"
 NOW = datetime(2026, 1, 1, tzinfo=UTC).timestamp()  # after every example post but the one scheduled for 2099
 CENTENARY = datetime(2099, 6, 1, 8, tzinfo=UTC).timestamp()  # 09:00 in London (summer time)
@@ -49,14 +48,6 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
-
-
-@pytest.fixture
-def newsroom(tmp_path: Path) -> Path:
-    """A writable copy of examples/newsroom."""
-    target = tmp_path / "newsroom"
-    shutil.copytree(NEWSROOM, target)
-    return target
 
 
 def make_app(folder: Path, state: Path, clock: Clock | None = None, **config):

@@ -16,16 +16,9 @@ from feedsvc.source.loader import load_content
 from tests.conftest import ROOT, require, write_entry
 from tests.servers import running_nginx, running_service
 from tests.test_export import _redirect
-from tests.test_newsroom import BASE, NEWSROOM, make_app
+from tests.test_newsroom import BASE, make_app
 
 ENTRY = 'id: "urn:example:moved"\ntitle: Moved\ndate: 2025-07-08T10:00:00Z\nsection: news'
-
-
-@pytest.fixture
-def newsroom(tmp_path: Path) -> Path:
-    target = tmp_path / "newsroom"
-    shutil.copytree(NEWSROOM, target)
-    return target
 
 
 @pytest.fixture(params=[True, False], ids=["fast-path", "flask-views"])

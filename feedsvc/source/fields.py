@@ -110,8 +110,9 @@ def _author(value: Any) -> Author:
     if value.get("name") is None:
         raise _FieldError("needs a name, e.g. '{name: Ada Lovelace, url: https://example.com/ada}'")
     author = Author(_required_text(value["name"]), _text(value.get("url") or ""), _text(value.get("email") or ""))
-    if author.url and url_problem(author.url) is not None:
-        raise _FieldError(f"url {quote(author.url)} of {quote(author.name)} {url_problem(author.url)}")
+    problem = url_problem(author.url)
+    if problem is not None:
+        raise _FieldError(f"url {quote(author.url)} of {quote(author.name)} {problem}")
     if author.url and not is_absolute_http_url(author.url):
         raise _FieldError(f"url {quote(author.url)} of {quote(author.name)} is not an absolute http(s) URL")
     if author.email and not _EMAIL.match(author.email):
